@@ -1,0 +1,45 @@
+# `make run` and `make test` each install what they need, then do their job.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+ASSETS_STAMP := src/waggle/web/static/vendor/.stamp
+
+.PHONY: install run test lint bench clean system-packages services
+
+install: $(STAMP) $(ASSETS_STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+$(ASSETS_STAMP): package.json scripts/vendor-assets.sh
+	bash scripts/vendor-assets.sh
+	touch $(ASSETS_STAMP)
+
+run: install
+	$(BIN)/waggle db upgrade
+	$(BIN)/waggle demo --if-empty
+	$(BIN)/waggle serve
+
+system-packages:
+	bash scripts/ensure-system-packages.sh
+
+services:
+	bash scripts/ensure-services.sh
+
+test: install system-packages services
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+bench: install services
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) node_modules src/waggle/web/static/vendor var

@@ -1,0 +1,1 @@
+"""Foundations every context uses: settings, database, clock, errors, logging."""

@@ -1,0 +1,158 @@
+"""HTTP routes of the CRM."""
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from waggle.apikit import ActorDep, SessionDep, crud_router
+from waggle.crm import schemas
+from waggle.crm.dedupe import find_account_duplicates
+from waggle.crm.pipelines import (
+    apply_pipeline,
+    get_pipeline,
+    list_pipelines,
+    parse_pipeline,
+)
+from waggle.crm.service import (
+    ACCOUNTS,
+    ACTIVITIES,
+    CONTACTS,
+    OPPORTUNITIES,
+    PRODUCTS,
+    QUOTAS,
+    create_account,
+    move_opportunity_stage,
+    opportunity_timeline,
+    stage_history,
+)
+from waggle.governance import authorize
+
+TAG = "crm"
+
+
+def routers() -> list[APIRouter]:
+    """Return every CRM router, for the application to mount."""
+    return [
+        crud_router(
+            ACCOUNTS,
+            create_schema=schemas.AccountCreate,
+            update_schema=schemas.AccountUpdate,
+            read_schema=schemas.AccountRead,
+            tag=TAG,
+            create_service=lambda s, a, values: create_account(s, a, values),
+        ),
+        crud_router(
+            CONTACTS,
+            create_schema=schemas.ContactCreate,
+            update_schema=schemas.ContactUpdate,
+            read_schema=schemas.ContactRead,
+            tag=TAG,
+        ),
+        crud_router(
+            OPPORTUNITIES,
+            create_schema=schemas.OpportunityCreate,
+            update_schema=schemas.OpportunityUpdate,
+            read_schema=schemas.OpportunityRead,
+            tag=TAG,
+        ),
+        crud_router(
+            PRODUCTS,
+            create_schema=schemas.ProductCreate,
+            update_schema=schemas.ProductUpdate,
+            read_schema=schemas.ProductRead,
+            tag=TAG,
+        ),
+        crud_router(
+            QUOTAS,
+            create_schema=schemas.QuotaCreate,
+            update_schema=schemas.QuotaUpdate,
+            read_schema=schemas.QuotaRead,
+            tag=TAG,
+        ),
+        crud_router(
+            ACTIVITIES,
+            create_schema=schemas.ActivityCreate,
+            update_schema=schemas.ActivityUpdate,
+            read_schema=schemas.ActivityRead,
+            tag=TAG,
+        ),
+        _opportunity_actions(),
+        _pipeline_routes(),
+        _duplicate_routes(),
+    ]
+
+
+def _opportunity_actions() -> APIRouter:
+    router = APIRouter(prefix="/api/v1/opportunities", tags=[TAG])
+
+    @router.post("/{opportunity_id}/stage", response_model=schemas.OpportunityRead)
+    def move_stage(
+        opportunity_id: int,
+        body: schemas.StageMove,
+        session: SessionDep,
+        actor: ActorDep,
+    ) -> Any:
+        """Move the opportunity to another stage; refused with the missing fields."""
+        return move_opportunity_stage(
+            session,
+            actor,
+            opportunity_id,
+            stage_id=body.stage_id,
+            loss_reason=body.loss_reason,
+        )
+
+    @router.get(
+        "/{opportunity_id}/stage-history", response_model=list[schemas.StageChangeRead]
+    )
+    def history(opportunity_id: int, session: SessionDep, actor: ActorDep) -> Any:
+        return stage_history(session, actor, opportunity_id)
+
+    @router.get("/{opportunity_id}/timeline")
+    def timeline(opportunity_id: int, session: SessionDep, actor: ActorDep) -> Any:
+        return opportunity_timeline(session, actor, opportunity_id)
+
+    return router
+
+
+def _pipeline_routes() -> APIRouter:
+    router = APIRouter(prefix="/api/v1/pipelines", tags=[TAG])
+
+    @router.get("", response_model=list[schemas.PipelineRead])
+    def list_(session: SessionDep, actor: ActorDep) -> Any:
+        return list_pipelines(session, actor)
+
+    @router.get("/{pipeline_id}", response_model=schemas.PipelineRead)
+    def read(pipeline_id: int, session: SessionDep, actor: ActorDep) -> Any:
+        return get_pipeline(session, actor, pipeline_id)
+
+    @router.put("", response_model=schemas.PipelineRead)
+    def apply(body: dict[str, Any], session: SessionDep, actor: ActorDep) -> Any:
+        """Create or replace a pipeline by key (the same document as the YAML file)."""
+        return apply_pipeline(
+            session, actor, parse_pipeline(body, origin="request body")
+        )
+
+    return router
+
+
+class DuplicateQuery(BaseModel):
+    name: str
+    credit_code: str | None = None
+    phone: str | None = None
+    email_domain: str | None = None
+
+
+def _duplicate_routes() -> APIRouter:
+    router = APIRouter(prefix="/api/v1/duplicates", tags=[TAG])
+
+    @router.post("/accounts")
+    def check_accounts(
+        body: DuplicateQuery, session: SessionDep, actor: ActorDep
+    ) -> Any:
+        """Return the accounts a new one would duplicate (撞单检查)."""
+        authorize(session, actor, "read", "accounts")
+        matches = find_account_duplicates(session, **body.model_dump())
+        return [match.__dict__ for match in matches]
+
+    return router

@@ -1,0 +1,594 @@
+"""CRM business decisions: defaults, references, duplicate claims and stage moves.
+
+The generic read/write path lives in :mod:`waggle.governance.records`; this
+module supplies each resource's :class:`RecordSpec` and the rules specific to
+accounts, opportunities and the rest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from waggle.core.actor import Actor
+from waggle.core.clock import now
+from waggle.core.db import Base
+from waggle.core.errors import Conflict, InvalidInput, NotFound
+from waggle.crm.dedupe import (
+    find_account_duplicates,
+    normalize_company_name,
+    normalize_phone,
+)
+from waggle.crm.models import (
+    Account,
+    Activity,
+    Contact,
+    ForecastCategory,
+    Opportunity,
+    OpportunityStatus,
+    PipelineStage,
+    Product,
+    Quota,
+    StageChange,
+)
+from waggle.crm.pipelines import default_pipeline
+from waggle.governance import record_audit
+from waggle.governance.records import RecordSpec, create_record, update_record
+from waggle.identity.models import Employee, Region
+
+logger = logging.getLogger(__name__)
+
+Values = dict[str, Any]
+StageGate = Callable[[Session, Opportunity, PipelineStage], list[str]]
+
+_stage_gates: list[StageGate] = []
+
+
+def register_stage_gate(gate: StageGate) -> None:
+    """Add a check that may refuse stage moves; it returns the reasons to refuse."""
+    _stage_gates.append(gate)
+
+
+def new_external_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(6)}"
+
+
+def require_reference(
+    session: Session,
+    model: type[Base],
+    record_id: int | None,
+    field: str,
+    resource: str,
+) -> None:
+    """Refuse a reference to a row that does not exist.
+
+    Raises:
+        InvalidInput: naming the resource and field.
+    """
+    if record_id is not None and session.get(model, record_id) is None:
+        raise InvalidInput(f"{resource}.{field}: no record with id {record_id}")
+
+
+# Accounts ------------------------------------------------------------------
+
+
+def _before_account_create(session: Session, actor: Actor, values: Values) -> Values:
+    values.setdefault("external_id", None)
+    values["external_id"] = values["external_id"] or new_external_id("ACC")
+    values.setdefault("owner_id", actor.employee_id)
+    values["normalized_name"] = normalize_company_name(values["name"])
+    values["phone_key"] = normalize_phone(values.get("phone"))
+    values.setdefault("last_followed_at", now())
+    require_reference(session, Employee, values.get("owner_id"), "owner_id", "accounts")
+    require_reference(session, Region, values.get("region_id"), "region_id", "accounts")
+    return values
+
+
+def _before_account_update(
+    session: Session, actor: Actor, account: Account, changes: Values
+) -> Values:
+    if "name" in changes:
+        changes["normalized_name"] = normalize_company_name(changes["name"])
+    if "phone" in changes:
+        changes["phone_key"] = normalize_phone(changes["phone"])
+    require_reference(
+        session, Employee, changes.get("owner_id"), "owner_id", "accounts"
+    )
+    require_reference(
+        session, Region, changes.get("region_id"), "region_id", "accounts"
+    )
+    return changes
+
+
+ACCOUNTS: RecordSpec[Account] = RecordSpec(
+    name="accounts",
+    model=Account,
+    owner_column="owner_id",
+    filters=(
+        "industry",
+        "region_id",
+        "owner_id",
+        "city",
+        "province",
+        "size",
+        "is_in_public_pool",
+        "credit_code",
+    ),
+    search_columns=("name", "address"),
+    sort_keys=("id", "name", "created_at", "updated_at", "last_followed_at"),
+    before_create=_before_account_create,
+    before_update=_before_account_update,
+    immutable=frozenset({"external_id"}),
+)
+
+
+def create_account(
+    session: Session, actor: Actor, values: Values, *, allow_duplicate: bool = False
+) -> Account:
+    """Create an account unless it duplicates an existing one (撞单).
+
+    Raises:
+        Conflict: an existing account matches; ``details['matches']`` lists them.
+    """
+    if not allow_duplicate:
+        _refuse_duplicate_account(session, values)
+    return create_record(session, actor, ACCOUNTS, values)
+
+
+def _refuse_duplicate_account(session: Session, values: Values) -> None:
+    matches = find_account_duplicates(
+        session,
+        name=values["name"],
+        credit_code=values.get("credit_code"),
+        phone=values.get("phone"),
+        email_domain=values.get("email_domain"),
+    )
+    if matches:
+        first = matches[0]
+        raise Conflict(
+            f"account {values['name']!r} duplicates account {first.account_id} "
+            f"({first.name}) on {', '.join(first.matched_on)}",
+            code="duplicate_account",
+            matches=[
+                {
+                    "account_id": m.account_id,
+                    "name": m.name,
+                    "owner_id": m.owner_id,
+                    "matched_on": list(m.matched_on),
+                }
+                for m in matches
+            ],
+        )
+
+
+# Contacts ------------------------------------------------------------------
+
+
+def _before_contact_create(session: Session, actor: Actor, values: Values) -> Values:
+    values["external_id"] = values.get("external_id") or new_external_id("CON")
+    account = session.get(Account, values["account_id"])
+    if account is None:
+        raise InvalidInput(
+            f"contacts.account_id: no record with id {values['account_id']}"
+        )
+    if values.get("owner_id") is None:
+        values["owner_id"] = account.owner_id or actor.employee_id
+    require_reference(session, Employee, values.get("owner_id"), "owner_id", "contacts")
+    return values
+
+
+CONTACTS: RecordSpec[Contact] = RecordSpec(
+    name="contacts",
+    model=Contact,
+    owner_column="owner_id",
+    filters=("account_id", "decision_role", "owner_id", "email"),
+    search_columns=("name", "title", "email"),
+    sort_keys=("id", "name", "created_at"),
+    before_create=_before_contact_create,
+    immutable=frozenset({"external_id", "account_id"}),
+)
+
+
+# Opportunities -------------------------------------------------------------
+
+
+def _before_opportunity_create(
+    session: Session, actor: Actor, values: Values
+) -> Values:
+    values["external_id"] = values.get("external_id") or new_external_id("OPP")
+    account = session.get(Account, values["account_id"])
+    if account is None:
+        raise InvalidInput(
+            f"opportunities.account_id: no record with id {values['account_id']}"
+        )
+    if values.get("owner_id") is None:
+        values["owner_id"] = actor.employee_id or account.owner_id
+    require_reference(
+        session, Employee, values.get("owner_id"), "owner_id", "opportunities"
+    )
+    require_reference(
+        session,
+        Contact,
+        values.get("decision_maker_contact_id"),
+        "decision_maker_contact_id",
+        "opportunities",
+    )
+    stage = _initial_stage(session, values)
+    values["pipeline_id"], values["stage_id"] = stage.pipeline_id, stage.id
+    values["status"] = _status_for(stage)
+    if stage.is_won or stage.is_lost:
+        values.setdefault("closed_at", now())
+    _refuse_missing_fields(Opportunity(**values), stage, values["external_id"])
+    _refuse_duplicate_opportunity(session, values)
+    return values
+
+
+def _initial_stage(session: Session, values: Values) -> PipelineStage:
+    pipeline_id = values.get("pipeline_id") or default_pipeline(session).id
+    stage_id = values.get("stage_id")
+    if stage_id is None:
+        stage = session.scalar(
+            select(PipelineStage)
+            .where(PipelineStage.pipeline_id == pipeline_id)
+            .order_by(PipelineStage.position)
+        )
+    else:
+        stage = session.get(PipelineStage, stage_id)
+    if stage is None or stage.pipeline_id != pipeline_id:
+        raise InvalidInput(
+            f"opportunities.stage_id: stage {stage_id} is not in pipeline {pipeline_id}"
+        )
+    return stage
+
+
+def _refuse_duplicate_opportunity(session: Session, values: Values) -> None:
+    rival = session.scalar(
+        select(Opportunity).where(
+            Opportunity.account_id == values["account_id"],
+            Opportunity.status == OpportunityStatus.OPEN,
+            Opportunity.name == values["name"],
+        )
+    )
+    if rival is not None and values["status"] == OpportunityStatus.OPEN:
+        raise Conflict(
+            f"opportunity {values['name']!r} duplicates open opportunity {rival.id} "
+            f"on the same account (owner {rival.owner_id})",
+            code="duplicate_opportunity",
+            matches=[{"opportunity_id": rival.id, "owner_id": rival.owner_id}],
+        )
+
+
+def _before_opportunity_update(
+    session: Session, actor: Actor, opportunity: Opportunity, changes: Values
+) -> Values:
+    require_reference(
+        session, Employee, changes.get("owner_id"), "owner_id", "opportunities"
+    )
+    require_reference(
+        session,
+        Contact,
+        changes.get("decision_maker_contact_id"),
+        "decision_maker_contact_id",
+        "opportunities",
+    )
+    stage_id = changes.pop("stage_id", None)
+    if stage_id is not None and stage_id != opportunity.stage_id:
+        for name, value in changes.items():
+            setattr(opportunity, name, value)
+        _move_stage(session, actor, opportunity, stage_id)
+    return changes
+
+
+OPPORTUNITIES: RecordSpec[Opportunity] = RecordSpec(
+    name="opportunities",
+    model=Opportunity,
+    owner_column="owner_id",
+    filters=(
+        "account_id",
+        "pipeline_id",
+        "stage_id",
+        "owner_id",
+        "status",
+        "forecast_category",
+        "source",
+        "currency",
+    ),
+    search_columns=("name",),
+    sort_keys=(
+        "id",
+        "name",
+        "amount",
+        "expected_close_on",
+        "created_at",
+        "updated_at",
+        "stage_entered_at",
+    ),
+    before_create=_before_opportunity_create,
+    before_update=_before_opportunity_update,
+    immutable=frozenset({"external_id", "account_id", "pipeline_id", "status"}),
+)
+
+
+def move_opportunity_stage(
+    session: Session,
+    actor: Actor,
+    opportunity_id: int,
+    *,
+    stage_id: int,
+    loss_reason: str | None = None,
+) -> Opportunity:
+    """Move an opportunity to another stage of its pipeline.
+
+    Raises:
+        InvalidInput: the stage is not in the pipeline, or a required field is
+            empty (the message names the fields).
+        PolicyDenied, NotFound: as for any update.
+    """
+    changes: Values = {"stage_id": stage_id}
+    if loss_reason is not None:
+        changes["loss_reason"] = loss_reason
+    return update_record(session, actor, OPPORTUNITIES, opportunity_id, changes)
+
+
+def _move_stage(
+    session: Session, actor: Actor, opportunity: Opportunity, stage_id: int
+) -> None:
+    stage = session.get(PipelineStage, stage_id)
+    if stage is None or stage.pipeline_id != opportunity.pipeline_id:
+        raise InvalidInput(
+            f"opportunity {opportunity.external_id}: stage {stage_id} is not "
+            f"in pipeline {opportunity.pipeline_id}"
+        )
+    _refuse_missing_fields(opportunity, stage, opportunity.external_id)
+    _refuse_by_gates(session, opportunity, stage)
+    moved_at = now()
+    session.add(
+        StageChange(
+            opportunity_id=opportunity.id,
+            from_stage_id=opportunity.stage_id,
+            to_stage_id=stage.id,
+            changed_at=moved_at,
+            seconds_in_previous_stage=int(
+                (moved_at - opportunity.stage_entered_at).total_seconds()
+            ),
+            changed_by=actor.username,
+        )
+    )
+    _enter_stage(opportunity, stage, moved_at)
+
+
+def _enter_stage(
+    opportunity: Opportunity, stage: PipelineStage, at: dt.datetime
+) -> None:
+    opportunity.stage_id = stage.id
+    opportunity.stage_entered_at = at
+    opportunity.status = _status_for(stage)
+    if stage.is_won or stage.is_lost:
+        opportunity.closed_at = at
+        opportunity.forecast_category = (
+            ForecastCategory.CLOSED if stage.is_won else ForecastCategory.OMITTED
+        )
+    else:
+        opportunity.closed_at = None
+
+
+def _status_for(stage: PipelineStage) -> str:
+    if stage.is_won:
+        return OpportunityStatus.WON
+    return OpportunityStatus.LOST if stage.is_lost else OpportunityStatus.OPEN
+
+
+def missing_fields(opportunity: Opportunity, stage: PipelineStage) -> list[str]:
+    """Return the stage's required fields that are empty on the opportunity."""
+    return [
+        name
+        for name in stage.required_fields
+        if getattr(opportunity, name, None) in (None, "", False, Decimal("0"))
+    ]
+
+
+def _refuse_missing_fields(
+    opportunity: Opportunity, stage: PipelineStage, label: str
+) -> None:
+    missing = missing_fields(opportunity, stage)
+    if missing:
+        raise InvalidInput(
+            f"opportunity {label}: stage {stage.key} ({stage.name}) requires "
+            f"{', '.join(missing)}",
+            code="stage_requirements_unmet",
+            missing_fields=missing,
+        )
+
+
+def _refuse_by_gates(
+    session: Session, opportunity: Opportunity, stage: PipelineStage
+) -> None:
+    reasons = [
+        reason for gate in _stage_gates for reason in gate(session, opportunity, stage)
+    ]
+    if reasons:
+        raise InvalidInput(
+            f"opportunity {opportunity.external_id}: stage {stage.key} refused: "
+            + "; ".join(reasons),
+            code="stage_gate_refused",
+            reasons=reasons,
+        )
+
+
+def stage_history(
+    session: Session, actor: Actor, opportunity_id: int
+) -> list[StageChange]:
+    """Return the stage changes of an opportunity the actor may read, oldest first."""
+    from waggle.governance.records import get_record
+
+    get_record(session, actor, OPPORTUNITIES, opportunity_id)
+    return list(
+        session.scalars(
+            select(StageChange)
+            .where(StageChange.opportunity_id == opportunity_id)
+            .order_by(StageChange.changed_at, StageChange.id)
+        )
+    )
+
+
+# Products, quotas, activities ---------------------------------------------
+
+
+def _before_product_create(session: Session, actor: Actor, values: Values) -> Values:
+    values["external_id"] = values.get("external_id") or values["sku"]
+    return values
+
+
+PRODUCTS: RecordSpec[Product] = RecordSpec(
+    name="products",
+    model=Product,
+    filters=("category", "is_active", "currency", "sku"),
+    search_columns=("name", "sku"),
+    sort_keys=("id", "name", "sku", "unit_price"),
+    before_create=_before_product_create,
+    immutable=frozenset({"external_id", "sku"}),
+)
+
+
+def period_bounds(period: str) -> tuple[dt.date, dt.date]:
+    """Return the first and last day of a period such as ``2026-Q3`` or ``2026-M07``.
+
+    Raises:
+        InvalidInput: the period is not in one of those forms.
+    """
+    try:
+        year, part = int(period[:4]), period[5:]
+        if part.startswith("Q"):
+            first_month, months = (int(part[1]) - 1) * 3 + 1, 3
+        elif part.startswith("M"):
+            first_month, months = int(part[1:]), 1
+        else:
+            raise ValueError(part)
+        start = dt.date(year, first_month, 1)
+    except (ValueError, IndexError) as exc:
+        raise InvalidInput(
+            f"quota.period: {period!r} is not like 2026-Q3 or 2026-M07"
+        ) from exc
+    end_month = first_month + months
+    end_year = year + (end_month - 1) // 12
+    next_start = dt.date(end_year, (end_month - 1) % 12 + 1, 1)
+    return start, next_start - dt.timedelta(days=1)
+
+
+def _before_quota_create(session: Session, actor: Actor, values: Values) -> Values:
+    require_reference(session, Employee, values["owner_id"], "owner_id", "quotas")
+    values["starts_on"], values["ends_on"] = period_bounds(values["period"])
+    values["external_id"] = values.get("external_id") or (
+        f"QUOTA-{values['owner_id']}-{values['period']}"
+    )
+    return values
+
+
+QUOTAS: RecordSpec[Quota] = RecordSpec(
+    name="quotas",
+    model=Quota,
+    owner_column="owner_id",
+    filters=("owner_id", "period"),
+    sort_keys=("id", "period", "amount"),
+    before_create=_before_quota_create,
+    immutable=frozenset({"external_id", "owner_id", "period"}),
+)
+
+
+def _before_activity_create(session: Session, actor: Actor, values: Values) -> Values:
+    opportunity_id, account_id = values.get("opportunity_id"), values.get("account_id")
+    if opportunity_id is None and account_id is None:
+        raise InvalidInput("activities: name an account_id or an opportunity_id")
+    if opportunity_id is not None:
+        opportunity = session.get(Opportunity, opportunity_id)
+        if opportunity is None:
+            raise InvalidInput(
+                f"activities.opportunity_id: no record with id {opportunity_id}"
+            )
+        values["account_id"] = account_id = opportunity.account_id
+    account = session.get(Account, account_id)
+    if account is None:
+        raise InvalidInput(f"activities.account_id: no record with id {account_id}")
+    require_reference(
+        session, Contact, values.get("contact_id"), "contact_id", "activities"
+    )
+    if values.get("owner_id") is None:
+        values["owner_id"] = actor.employee_id or account.owner_id
+    values["occurred_at"] = values.get("occurred_at") or now()
+    _touch_account(account, values["occurred_at"])
+    return values
+
+
+def _touch_account(account: Account, at: dt.datetime) -> None:
+    """A follow-up keeps the account out of the public pool for another period."""
+    if account.last_followed_at is None or account.last_followed_at < at:
+        account.last_followed_at = at
+
+
+ACTIVITIES: RecordSpec[Activity] = RecordSpec(
+    name="activities",
+    model=Activity,
+    owner_column="owner_id",
+    filters=("account_id", "opportunity_id", "contact_id", "kind", "owner_id"),
+    search_columns=("subject", "body"),
+    sort_keys=("id", "occurred_at", "created_at"),
+    before_create=_before_activity_create,
+    immutable=frozenset({"external_id", "account_id", "opportunity_id", "kind"}),
+)
+
+
+def opportunity_timeline(
+    session: Session, actor: Actor, opportunity_id: int
+) -> list[dict[str, Any]]:
+    """Return stage changes and activities of an opportunity, newest first."""
+    changes = stage_history(session, actor, opportunity_id)
+    stages = {stage.id: stage for stage in session.scalars(select(PipelineStage))}
+    activities = session.scalars(
+        select(Activity).where(Activity.opportunity_id == opportunity_id)
+    )
+    entries: list[dict[str, Any]] = [
+        {
+            "kind": "stage_change",
+            "at": change.changed_at,
+            "from_stage": stages[change.from_stage_id].name
+            if change.from_stage_id
+            else None,
+            "to_stage": stages[change.to_stage_id].name,
+            "by": change.changed_by,
+        }
+        for change in changes
+    ]
+    entries += [
+        {
+            "kind": activity.kind,
+            "at": activity.occurred_at,
+            "subject": activity.subject,
+            "body": activity.body,
+            "id": activity.id,
+        }
+        for activity in activities
+    ]
+    record_audit(
+        session,
+        actor,
+        action="read",
+        resource="activities",
+        record_ids=[entry["id"] for entry in entries if "id" in entry],
+    )
+    return sorted(entries, key=lambda entry: entry["at"], reverse=True)
+
+
+def get_opportunity_by_external_id(session: Session, external_id: str) -> Opportunity:
+    opportunity = session.scalar(
+        select(Opportunity).where(Opportunity.external_id == external_id)
+    )
+    if opportunity is None:
+        raise NotFound(f"opportunity {external_id!r} does not exist")
+    return opportunity

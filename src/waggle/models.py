@@ -1,0 +1,8 @@
+"""Imports every context's tables so that metadata and migrations see them all."""
+
+
+def load_all_models() -> None:
+    """Import each context's ``models`` module (registers its tables on ``Base``)."""
+    import waggle.crm.models
+    import waggle.governance.models
+    import waggle.identity.models  # noqa: F401
