@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from waggle.apikit import ActorDep, SessionDep, crud_router
-from waggle.crm import schemas
+from waggle.crm import api_import, api_pool, schemas
 from waggle.crm.dedupe import find_account_duplicates
 from waggle.crm.pipelines import (
     apply_pipeline,
@@ -80,6 +80,8 @@ def routers() -> list[APIRouter]:
         _opportunity_actions(),
         _pipeline_routes(),
         _duplicate_routes(),
+        api_import.router(),
+        api_pool.router(),
     ]
 
 

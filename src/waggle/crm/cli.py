@@ -1,4 +1,4 @@
-"""CRM commands: import, export, public pool."""
+"""CRM commands: import and export, the public pool, duplicates."""
 
 from __future__ import annotations
 
@@ -7,4 +7,8 @@ import typer
 
 def register_commands(app: typer.Typer) -> None:
     """Add the CRM's commands to the ``waggle`` command."""
-    return None
+    from waggle.crm.cli_import import register as register_import
+    from waggle.crm.cli_pool import register as register_pool
+
+    register_import(app)
+    register_pool(app)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 20:10:24.951933
+Create Date: 2026-12-03 20:15:24.323866
 """
 
 from collections.abc import Sequence
