@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from waggle.app import create_app
 from waggle.core import clock
@@ -59,11 +60,13 @@ def postgres_database() -> Iterator[str]:
     admin.dispose()
 
 
-def _truncate_postgres(url: str) -> None:
-    engine = make_engine(url)
-    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+def _empty_postgres(url: str) -> None:
+    """Delete every row; far cheaper than TRUNCATE for the few rows a test leaves."""
+    engine = make_engine(url, poolclass=NullPool)
     with engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        connection.execute(text("SET LOCAL session_replication_role = replica"))
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(table.delete())
     engine.dispose()
 
 
@@ -76,7 +79,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         url = f"sqlite:///{path}"
     else:
         url = request.getfixturevalue("postgres_database")
-        _truncate_postgres(url)
+        _empty_postgres(url)
     _seed(url)
     return url
 

@@ -201,7 +201,9 @@ def main(argv: list[str] | None = None) -> Any:
         return app(args=argv, standalone_mode=False)
     except WaggleError as error:
         console.print(
-            f"[red]error[/red] ({error.code}): {error.message}", highlight=False
+            f"[red]error[/red] ({error.code}): {error.message}",
+            highlight=False,
+            soft_wrap=True,
         )
         sys.exit(exit_code_for(error))
     except typer.Abort:
