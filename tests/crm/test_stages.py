@@ -35,7 +35,7 @@ def opportunity_id(sessions: sessionmaker[Session], org: Org) -> int:
 def test_move_is_refused_until_required_fields_are_filled(
     client: TestClient, org: Org, opportunity_id: int, session: Session
 ) -> None:
-    """Entering 方案确认 needs pain points and a decision maker; the error names both."""
+    """Entering 方案确认 requires pain points and a decision maker, both named."""
     stages, headers = _stages(client, org), org.headers("rep_a1")
     url = f"/api/v1/opportunities/{opportunity_id}"
 

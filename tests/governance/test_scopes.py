@@ -1,4 +1,4 @@
-"""Row scopes: reps see their own records, managers their team's, directors their region's."""
+"""Row scopes: reps see their own rows, managers the team, directors the region."""
 
 from __future__ import annotations
 

@@ -106,7 +106,7 @@ def test_bad_users_are_refused_with_the_reason(
     error: type[Exception],
     message: str,
 ) -> None:
-    """Short passwords, unknown roles and taken names are refused, naming the problem."""
+    """Short passwords, unknown roles and taken names are refused with the reason."""
     with pytest.raises(error, match=message.replace("[", r"\[").replace("]", r"\]")):
         create_user(
             session, system_actor(), username=username, password=password, roles=roles
