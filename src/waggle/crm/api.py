@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
 from waggle.apikit import ActorDep, SessionDep, crud_router
@@ -21,9 +21,13 @@ from waggle.crm.service import (
     OPPORTUNITIES,
     PRODUCTS,
     QUOTAS,
+    add_line_item,
     create_account,
+    line_total,
+    list_line_items,
     move_opportunity_stage,
     opportunity_timeline,
+    remove_line_item,
     stage_history,
 )
 from waggle.governance import authorize
@@ -110,11 +114,51 @@ def _opportunity_actions() -> APIRouter:
     def history(opportunity_id: int, session: SessionDep, actor: ActorDep) -> Any:
         return stage_history(session, actor, opportunity_id)
 
+    @router.get(
+        "/{opportunity_id}/line-items", response_model=list[schemas.LineItemRead]
+    )
+    def line_items(opportunity_id: int, session: SessionDep, actor: ActorDep) -> Any:
+        items = list_line_items(session, actor, opportunity_id)
+        return [_line_item_out(item) for item in items]
+
+    @router.post(
+        "/{opportunity_id}/line-items",
+        status_code=201,
+        response_model=schemas.LineItemRead,
+    )
+    def add_item(
+        opportunity_id: int,
+        body: schemas.LineItemCreate,
+        session: SessionDep,
+        actor: ActorDep,
+    ) -> Any:
+        values = body.model_dump(exclude_unset=True)
+        return _line_item_out(add_line_item(session, actor, opportunity_id, values))
+
+    @router.delete("/{opportunity_id}/line-items/{line_item_id}", status_code=204)
+    def remove_item(
+        opportunity_id: int, line_item_id: int, session: SessionDep, actor: ActorDep
+    ) -> Response:
+        remove_line_item(session, actor, opportunity_id, line_item_id)
+        return Response(status_code=204)
+
     @router.get("/{opportunity_id}/timeline")
     def timeline(opportunity_id: int, session: SessionDep, actor: ActorDep) -> Any:
         return opportunity_timeline(session, actor, opportunity_id)
 
     return router
+
+
+def _line_item_out(item: Any) -> schemas.LineItemRead:
+    return schemas.LineItemRead(
+        id=item.id,
+        opportunity_id=item.opportunity_id,
+        product_id=item.product_id,
+        quantity=item.quantity,
+        unit_price=item.unit_price,
+        discount_percent=item.discount_percent,
+        total=line_total(item),
+    )
 
 
 def _pipeline_routes() -> APIRouter:

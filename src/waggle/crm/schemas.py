@@ -330,3 +330,20 @@ class PipelineRead(ReadModel):
     name: str
     is_default: bool
     stages: list[PipelineStageRead]
+
+
+class LineItemCreate(WriteModel):
+    product_id: int
+    quantity: int = Field(default=1, ge=1, le=1_000_000)
+    unit_price: Amount | None = None
+    discount_percent: float = Field(default=0.0, ge=0, le=100)
+
+
+class LineItemRead(ReadModel):
+    id: int
+    opportunity_id: int
+    product_id: int
+    quantity: int
+    unit_price: Decimal
+    discount_percent: float
+    total: Decimal

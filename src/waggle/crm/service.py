@@ -31,6 +31,7 @@ from waggle.crm.models import (
     Activity,
     Contact,
     ForecastCategory,
+    LineItem,
     Opportunity,
     OpportunityStatus,
     PipelineStage,
@@ -39,7 +40,7 @@ from waggle.crm.models import (
     StageChange,
 )
 from waggle.crm.pipelines import default_pipeline
-from waggle.governance import record_audit
+from waggle.governance import authorize, ensure_in_scope, record_audit
 from waggle.governance.records import RecordSpec, create_record, update_record
 from waggle.identity.models import Employee, Region
 
@@ -592,3 +593,96 @@ def get_opportunity_by_external_id(session: Session, external_id: str) -> Opport
     if opportunity is None:
         raise NotFound(f"opportunity {external_id!r} does not exist")
     return opportunity
+
+
+# Line items ------------------------------------------------------------------
+
+
+def list_line_items(
+    session: Session, actor: Actor, opportunity_id: int
+) -> list[LineItem]:
+    """Return the products on an opportunity the actor may read."""
+    from waggle.governance.records import get_record
+
+    get_record(session, actor, OPPORTUNITIES, opportunity_id)
+    return list(
+        session.scalars(
+            select(LineItem)
+            .where(LineItem.opportunity_id == opportunity_id)
+            .order_by(LineItem.id)
+        )
+    )
+
+
+def add_line_item(
+    session: Session, actor: Actor, opportunity_id: int, values: Values
+) -> LineItem:
+    """Put a product on an opportunity; the unit price defaults to the list price.
+
+    Raises:
+        InvalidInput: unknown or inactive product.
+        PolicyDenied, NotFound: the actor may not change the opportunity.
+    """
+    _authorize_change(session, actor, opportunity_id)
+    product = session.get(Product, values["product_id"])
+    if product is None or not product.is_active:
+        raise InvalidInput(
+            f"line_items.product_id: no active product with id {values['product_id']}"
+        )
+    item = LineItem(
+        opportunity_id=opportunity_id,
+        product_id=product.id,
+        quantity=values.get("quantity", 1),
+        unit_price=values.get("unit_price") or product.unit_price,
+        discount_percent=values.get("discount_percent", 0.0),
+    )
+    session.add(item)
+    session.flush()
+    record_audit(
+        session, actor, action="create", resource="line_items", record_ids=[item.id]
+    )
+    return item
+
+
+def remove_line_item(
+    session: Session, actor: Actor, opportunity_id: int, line_item_id: int
+) -> None:
+    """Take a product off an opportunity.
+
+    Raises:
+        NotFound: the line item is not on that opportunity.
+    """
+    _authorize_change(session, actor, opportunity_id)
+    item = session.get(LineItem, line_item_id)
+    if item is None or item.opportunity_id != opportunity_id:
+        raise NotFound(
+            f"line item {line_item_id} is not on opportunity {opportunity_id}"
+        )
+    session.delete(item)
+    session.flush()
+    record_audit(
+        session, actor, action="delete", resource="line_items", record_ids=[item.id]
+    )
+
+
+def _authorize_change(session: Session, actor: Actor, opportunity_id: int) -> None:
+    scope = authorize(session, actor, "update", OPPORTUNITIES.name)
+    opportunity = session.get(Opportunity, opportunity_id)
+    if opportunity is None:
+        raise NotFound(f"opportunity {opportunity_id} does not exist")
+    ensure_in_scope(
+        session,
+        actor,
+        scope,
+        owner_id=opportunity.owner_id,
+        action="update",
+        resource=OPPORTUNITIES.name,
+        record_id=opportunity_id,
+    )
+
+
+def line_total(item: LineItem) -> Decimal:
+    """Return quantity × unit price less the discount, rounded to cents."""
+    gross = item.unit_price * item.quantity
+    net = gross * (Decimal(100) - Decimal(str(item.discount_percent))) / Decimal(100)
+    return net.quantize(Decimal("0.01"))
