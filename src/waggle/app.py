@@ -2,22 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
+from sqlalchemy.orm import Session, sessionmaker
 
 from waggle import __version__
 from waggle.apikit import install_error_handlers
 from waggle.core.db import make_engine, make_session_factory
+from waggle.core.jobs import JobRunner
 from waggle.core.settings import Settings, load_settings
 from waggle.crm import api as crm_api
 from waggle.governance import configure_policy
 from waggle.identity import api as identity_api
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the application for ``settings`` (default: from the environment)."""
+def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> FastAPI:
+    """Build the application for ``settings`` (default: from the environment).
+
+    With ``run_jobs`` the periodic jobs (public-pool sweep and the like) run on
+    a background thread while the application is up; ``waggle serve`` sets it.
+    """
     settings = settings or load_settings()
     configure_policy(settings.policy_file)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if run_jobs:
+            app.state.jobs.start()
+        yield
+        app.state.jobs.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Waggle",
         version=__version__,
         description="Self-hosted sales management. Errors share one body: "
@@ -27,11 +45,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = make_session_factory(engine)
+    app.state.jobs = periodic_jobs(app.state.sessions, settings)
     install_error_handlers(app)
     for router in [*identity_api.routers(), *crm_api.routers()]:
         app.include_router(router)
     _install_web(app)
     return app
+
+
+def periodic_jobs(sessions: sessionmaker[Session], settings: Settings) -> JobRunner:
+    """Return the runner with every context's periodic jobs registered."""
+    runner = JobRunner(sessions)
+    return runner
 
 
 def _install_web(app: FastAPI) -> None:

@@ -172,7 +172,7 @@ def serve(
     config = settings()
     configure_logging()
     uvicorn.run(
-        create_app(config),
+        create_app(config, run_jobs=True),
         host=host or config.host,
         port=port or config.port,
         log_level="info",
