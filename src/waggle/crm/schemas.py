@@ -8,11 +8,24 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from waggle.crm.credit_code import is_valid_credit_code
 from waggle.crm.models import ActivityKind, DecisionRole, ForecastCategory
 
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-CreditCode = Annotated[str, Field(pattern=r"^[0-9A-HJ-NPQRTUWXY]{18}$")]
+
+
+def _checked_credit_code(code: str) -> str:
+    if not is_valid_credit_code(code):
+        raise ValueError("not a unified social credit code (wrong check character)")
+    return code
+
+
+CreditCode = Annotated[
+    str,
+    Field(pattern=r"^[0-9A-HJ-NPQRTUWXY]{18}$"),
+    AfterValidator(_checked_credit_code),
+]
 Amount = Annotated[
     Decimal,
     Field(ge=0, max_digits=16, decimal_places=2),
