@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,6 +15,7 @@ from waggle.core.db import make_engine, make_session_factory
 from waggle.core.jobs import JobRunner
 from waggle.core.settings import Settings, load_settings
 from waggle.crm import api as crm_api
+from waggle.crm.public_pool import sweep_job
 from waggle.governance import configure_policy
 from waggle.identity import api as identity_api
 
@@ -56,6 +58,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
 def periodic_jobs(sessions: sessionmaker[Session], settings: Settings) -> JobRunner:
     """Return the runner with every context's periodic jobs registered."""
     runner = JobRunner(sessions)
+    runner.add("public-pool-sweep", dt.timedelta(hours=1), sweep_job(settings))
     return runner
 
 

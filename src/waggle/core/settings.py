@@ -27,6 +27,7 @@ class Settings:
     default_locale: str = "zh-CN"
     public_pool_days: int = 30
     public_pool_claim_cap: int = 50
+    public_pool_file: Path | None = None
     policy_file: Path | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -39,6 +40,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         f"sqlite:///{(data_dir / 'waggle.db').as_posix()}"
     )
     policy_file = source.get("WAGGLE_POLICY_FILE")
+    pool_file = source.get("WAGGLE_PUBLIC_POOL_FILE")
     return Settings(
         database_url=database_url,
         data_dir=data_dir,
@@ -48,6 +50,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         default_locale=source.get("WAGGLE_LOCALE", "zh-CN"),
         public_pool_days=int(source.get("WAGGLE_PUBLIC_POOL_DAYS", "30")),
         public_pool_claim_cap=int(source.get("WAGGLE_PUBLIC_POOL_CLAIM_CAP", "50")),
+        public_pool_file=Path(pool_file) if pool_file else None,
         policy_file=Path(policy_file) if policy_file else None,
     )
 

@@ -44,7 +44,9 @@ def routers() -> list[APIRouter]:
             update_schema=schemas.AccountUpdate,
             read_schema=schemas.AccountRead,
             tag=TAG,
-            create_service=lambda s, a, values: create_account(s, a, values),
+            create_service=lambda s, a, values: create_account(
+                s, a, values, allow_duplicate=values.pop("allow_duplicate", False)
+            ),
         ),
         crud_router(
             CONTACTS,

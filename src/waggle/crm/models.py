@@ -89,6 +89,10 @@ class Account(Base):
         UtcDateTime, default=now, onupdate=now
     )
 
+    __table_args__ = (
+        Index("ix_accounts_public_pool", "is_in_public_pool", "pool_entered_at"),
+    )
+
 
 class Contact(Base):
     """A person at a customer (联系人) with their role in the decision chain."""
@@ -281,6 +285,10 @@ class PoolEvent(Base):
     reason: Mapped[str | None] = mapped_column(String(200))
     occurred_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=now)
 
+    __table_args__ = (
+        Index("ix_pool_events_employee_kind", "employee_id", "kind", "occurred_at"),
+    )
+
 
 class MergeRecord(Base):
     """A duplicate folded into a survivor, with the loser's fields kept for history."""
@@ -289,8 +297,8 @@ class MergeRecord(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     resource: Mapped[str] = mapped_column(String(40))
-    survivor_id: Mapped[int] = mapped_column(Integer)
-    merged_id: Mapped[int] = mapped_column(Integer)
+    survivor_id: Mapped[int] = mapped_column(Integer, index=True)
+    merged_id: Mapped[int] = mapped_column(Integer, index=True)
     merged_snapshot: Mapped[dict[str, object]] = mapped_column(JsonText)
     merged_by: Mapped[str] = mapped_column(String(80))
     merged_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=now)
@@ -313,6 +321,10 @@ class ImportRun(Base):
     unchanged: Mapped[int] = mapped_column(Integer, default=0)
     rejected: Mapped[int] = mapped_column(Integer, default=0)
     imported_by: Mapped[str] = mapped_column(String(80))
+    file_format: Mapped[str] = mapped_column(String(10), default="csv")
+    columns: Mapped[list[str]] = mapped_column(JsonText, default=list)
+    mapping: Mapped[dict[str, object] | None] = mapped_column(JsonText)
+    replay_of_id: Mapped[int | None] = mapped_column(ForeignKey("import_runs.id"))
 
 
 class ImportReject(Base):
@@ -324,6 +336,7 @@ class ImportReject(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("import_runs.id"), index=True)
     row_number: Mapped[int] = mapped_column(Integer)
     field: Mapped[str | None] = mapped_column(String(80))
+    code: Mapped[str] = mapped_column(String(40), default="invalid")
     reason: Mapped[str] = mapped_column(String(300))
     raw: Mapped[dict[str, object]] = mapped_column(JsonText)
     replayed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)

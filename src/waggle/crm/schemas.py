@@ -57,6 +57,7 @@ class AccountCreate(WriteModel):
     phone: str | None = Field(default=None, max_length=40)
     email_domain: str | None = Field(default=None, max_length=120)
     website: str | None = Field(default=None, max_length=200)
+    allow_duplicate: bool = False  # create despite matches (撞单); sales_ops only
 
     @field_validator("email_domain")
     @classmethod

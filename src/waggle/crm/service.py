@@ -18,12 +18,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from waggle.core.actor import Actor
-from waggle.core.clock import now
+from waggle.core.clock import as_utc, now
 from waggle.core.db import Base
-from waggle.core.errors import Conflict, InvalidInput, NotFound
+from waggle.core.errors import Conflict, InvalidInput, NotFound, PolicyDenied
 from waggle.crm.dedupe import (
+    account_keys,
+    describe_match,
     find_account_duplicates,
+    find_duplicates_of_keys,
     normalize_company_name,
+    normalize_credit_code,
+    normalize_email_domain,
+    normalize_opportunity_name,
     normalize_phone,
 )
 from waggle.crm.models import (
@@ -127,6 +133,7 @@ ACCOUNTS: RecordSpec[Account] = RecordSpec(
     before_create=_before_account_create,
     before_update=_before_account_update,
     immutable=frozenset({"external_id"}),
+    list_condition=Account.merged_into_id.is_(None),
 )
 
 
@@ -138,35 +145,63 @@ def create_account(
     Raises:
         Conflict: an existing account matches; ``details['matches']`` lists them.
     """
-    if not allow_duplicate:
-        _refuse_duplicate_account(session, values)
+    _refuse_duplicate_account(session, actor, values, allow_duplicate=allow_duplicate)
     return create_record(session, actor, ACCOUNTS, values)
 
 
-def _refuse_duplicate_account(session: Session, values: Values) -> None:
+def _refuse_duplicate_account(
+    session: Session, actor: Actor, values: Values, *, allow_duplicate: bool
+) -> None:
+    """Refuse a new account that matches a live one (撞单), naming the owners.
+
+    The credit code and email domain are normalised in ``values`` first, so
+    that the stored keys compare as the check did. Forcing a duplicate needs
+    create rights over every account (sales_ops in the default policy), since
+    only someone who sees them all can judge it; a forced creation is audited.
+
+    Raises:
+        PolicyDenied: the actor may not create accounts, or may not force.
+        Conflict: ``duplicate_account``; ``details['matches']`` lists the
+            accounts with owner and the keys that matched.
+    """
+    scope = authorize(session, actor, "create", "accounts")
+    values["credit_code"] = normalize_credit_code(values.get("credit_code"))
+    values["email_domain"] = normalize_email_domain(values.get("email_domain"))
     matches = find_account_duplicates(
         session,
         name=values["name"],
-        credit_code=values.get("credit_code"),
+        credit_code=values["credit_code"],
         phone=values.get("phone"),
-        email_domain=values.get("email_domain"),
+        email_domain=values["email_domain"],
     )
-    if matches:
-        first = matches[0]
-        raise Conflict(
-            f"account {values['name']!r} duplicates account {first.account_id} "
-            f"({first.name}) on {', '.join(first.matched_on)}",
-            code="duplicate_account",
-            matches=[
-                {
-                    "account_id": m.account_id,
-                    "name": m.name,
-                    "owner_id": m.owner_id,
-                    "matched_on": list(m.matched_on),
-                }
-                for m in matches
-            ],
+    if not matches:
+        return
+    if allow_duplicate:
+        if scope != "all":
+            raise PolicyDenied(
+                f"{actor.username} may not force a duplicate account: that needs "
+                "create rights over every account",
+                action="create",
+                resource="accounts",
+            )
+        record_audit(
+            session,
+            actor,
+            action="create_duplicate",
+            resource="accounts",
+            record_ids=[match.account_id for match in matches],
+            detail=f"forced {values['name']!r} past {len(matches)} match(es)",
         )
+        return
+    first = matches[0]
+    owner = first.owner_name or ("public pool" if first.is_in_public_pool else "none")
+    raise Conflict(
+        f"account {values['name']!r} duplicates account {first.account_id} "
+        f"({first.name}, owner: {owner}) on {', '.join(first.matched_on)}; "
+        "talk to the owner, or claim it if it is in the public pool",
+        code="duplicate_account",
+        matches=[describe_match(match) for match in matches],
+    )
 
 
 # Contacts ------------------------------------------------------------------
@@ -250,20 +285,82 @@ def _initial_stage(session: Session, values: Values) -> PipelineStage:
 
 
 def _refuse_duplicate_opportunity(session: Session, values: Values) -> None:
-    rival = session.scalar(
-        select(Opportunity).where(
-            Opportunity.account_id == values["account_id"],
-            Opportunity.status == OpportunityStatus.OPEN,
-            Opportunity.name == values["name"],
-        )
-    )
-    if rival is not None and values["status"] == OpportunityStatus.OPEN:
+    """Refuse an opportunity that another one already claims (商机撞单).
+
+    An account in the public pool or merged away takes no new opportunity. A
+    new open opportunity clashes with every open opportunity on the same
+    account or on an account that duplicates it (same keys as for accounts)
+    that is owned by someone else, or that has the same name (a double entry).
+    The same owner may run several differently named deals with one customer.
+
+    Raises:
+        Conflict: ``account_in_public_pool``, ``account_merged`` or
+            ``duplicate_opportunity`` with the rivals and their owners.
+    """
+    account = session.get(Account, values["account_id"])
+    if account is None:
+        return
+    if account.merged_into_id is not None:
         raise Conflict(
-            f"opportunity {values['name']!r} duplicates open opportunity {rival.id} "
-            f"on the same account (owner {rival.owner_id})",
-            code="duplicate_opportunity",
-            matches=[{"opportunity_id": rival.id, "owner_id": rival.owner_id}],
+            f"opportunities.account_id: account {account.id} was merged into "
+            f"account {account.merged_into_id}; use that one",
+            code="account_merged",
+            survivor_id=account.merged_into_id,
         )
+    if account.is_in_public_pool:
+        raise Conflict(
+            f"opportunities.account_id: account {account.id} ({account.name}) is "
+            "in the public pool; claim it before adding opportunities",
+            code="account_in_public_pool",
+        )
+    if values["status"] != OpportunityStatus.OPEN:
+        return
+    rivals = _rival_opportunities(session, account, values)
+    if rivals:
+        first, owner = rivals[0]
+        raise Conflict(
+            f"opportunity {values['name']!r} clashes with open opportunity "
+            f"{first.id} ({first.name}) on account {first.account_id}, owned by "
+            f"{owner or 'nobody'}; talk to its owner or their manager",
+            code="duplicate_opportunity",
+            matches=[
+                {
+                    "opportunity_id": rival.id,
+                    "name": rival.name,
+                    "account_id": rival.account_id,
+                    "owner_id": rival.owner_id,
+                    "owner_name": owner_name,
+                }
+                for rival, owner_name in rivals
+            ],
+        )
+
+
+def _rival_opportunities(
+    session: Session, account: Account, values: Values
+) -> list[tuple[Opportunity, str | None]]:
+    family = {account.id} | {
+        match.account_id
+        for match in find_duplicates_of_keys(
+            session, account_keys(account), exclude_ids=[account.id]
+        )
+    }
+    name_key = normalize_opportunity_name(values["name"])
+    rows = session.execute(
+        select(Opportunity, Employee.name)
+        .outerjoin(Employee, Employee.id == Opportunity.owner_id)
+        .where(
+            Opportunity.account_id.in_(sorted(family)),
+            Opportunity.status == OpportunityStatus.OPEN,
+        )
+        .order_by(Opportunity.id)
+    )
+    return [
+        (rival, owner_name)
+        for rival, owner_name in rows
+        if rival.owner_id != values.get("owner_id")
+        or normalize_opportunity_name(rival.name) == name_key
+    ]
 
 
 def _before_opportunity_update(
@@ -528,7 +625,12 @@ def _before_activity_create(session: Session, actor: Actor, values: Values) -> V
 
 
 def _touch_account(account: Account, at: dt.datetime) -> None:
-    """A follow-up keeps the account out of the public pool for another period."""
+    """A follow-up keeps the account out of the public pool for another period.
+
+    A follow-up dated in the future (a planned call) counts from now, so that
+    it cannot keep an account out of the pool indefinitely.
+    """
+    at = min(as_utc(at), now())
     if account.last_followed_at is None or account.last_followed_at < at:
         account.last_followed_at = at
 

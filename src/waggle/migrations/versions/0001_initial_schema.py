@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 20:15:24.323866
+Create Date: 2026-12-03 20:29:11.974030
 """
 
 from collections.abc import Sequence
@@ -80,6 +80,15 @@ def upgrade() -> None:
         sa.Column("unchanged", sa.Integer(), nullable=False),
         sa.Column("rejected", sa.Integer(), nullable=False),
         sa.Column("imported_by", sa.String(length=80), nullable=False),
+        sa.Column("file_format", sa.String(length=10), nullable=False),
+        sa.Column("columns", waggle.core.db.JsonText(), nullable=False),
+        sa.Column("mapping", waggle.core.db.JsonText(), nullable=True),
+        sa.Column("replay_of_id", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["replay_of_id"],
+            ["import_runs.id"],
+            name=op.f("fk_import_runs_replay_of_id_import_runs"),
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_import_runs")),
     )
     op.create_table(
@@ -95,6 +104,14 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_merge_records")),
     )
+    with op.batch_alter_table("merge_records", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_merge_records_merged_id"), ["merged_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_merge_records_survivor_id"), ["survivor_id"], unique=False
+        )
+
     op.create_table(
         "pipelines",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -169,6 +186,7 @@ def upgrade() -> None:
         sa.Column("run_id", sa.Integer(), nullable=False),
         sa.Column("row_number", sa.Integer(), nullable=False),
         sa.Column("field", sa.String(length=80), nullable=True),
+        sa.Column("code", sa.String(length=40), nullable=False),
         sa.Column("reason", sa.String(length=300), nullable=False),
         sa.Column("raw", waggle.core.db.JsonText(), nullable=False),
         sa.Column(
@@ -271,6 +289,11 @@ def upgrade() -> None:
         )
         batch_op.create_index(
             batch_op.f("ix_accounts_phone_key"), ["phone_key"], unique=False
+        )
+        batch_op.create_index(
+            "ix_accounts_public_pool",
+            ["is_in_public_pool", "pool_entered_at"],
+            unique=False,
         )
 
     op.create_table(
@@ -402,6 +425,11 @@ def upgrade() -> None:
     with op.batch_alter_table("pool_events", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_pool_events_account_id"), ["account_id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_pool_events_employee_kind",
+            ["employee_id", "kind", "occurred_at"],
+            unique=False,
         )
 
     op.create_table(
@@ -630,6 +658,7 @@ def downgrade() -> None:
     op.drop_table("opportunities")
     op.drop_table("user_roles")
     with op.batch_alter_table("pool_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_pool_events_employee_kind")
         batch_op.drop_index(batch_op.f("ix_pool_events_account_id"))
 
     op.drop_table("pool_events")
@@ -646,6 +675,7 @@ def downgrade() -> None:
 
     op.drop_table("quotas")
     with op.batch_alter_table("accounts", schema=None) as batch_op:
+        batch_op.drop_index("ix_accounts_public_pool")
         batch_op.drop_index(batch_op.f("ix_accounts_phone_key"))
         batch_op.drop_index(batch_op.f("ix_accounts_owner_id"))
         batch_op.drop_index(batch_op.f("ix_accounts_normalized_name"))
@@ -665,6 +695,10 @@ def downgrade() -> None:
     op.drop_table("regions")
     op.drop_table("products")
     op.drop_table("pipelines")
+    with op.batch_alter_table("merge_records", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_merge_records_survivor_id"))
+        batch_op.drop_index(batch_op.f("ix_merge_records_merged_id"))
+
     op.drop_table("merge_records")
     op.drop_table("import_runs")
     op.drop_table("departments")
