@@ -1,0 +1,125 @@
+"""The home page: headline figures and pipeline amount by stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.responses import HTMLResponse
+
+from waggle.apikit import SessionDep
+from waggle.crm.models import Pipeline
+from waggle.crm.service import ACCOUNTS, OPPORTUNITIES
+from waggle.governance.records import list_records
+from waggle.identity.orgchart import EMPLOYEES
+from waggle.web.context import PageContext, PageDep
+from waggle.web.queries import (
+    StageTotal,
+    count_visible,
+    names_by_id,
+    readable_pipelines,
+    stage_index,
+    stage_totals,
+)
+
+CLOSING_SOON = 8
+
+router = APIRouter(include_in_schema=False)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The headline numbers of the default pipeline, as the actor may see them."""
+
+    open_count: int
+    open_amount: Decimal
+    weighted_amount: Decimal
+    won_count: int
+    won_amount: Decimal
+    lost_count: int
+
+    @property
+    def win_rate(self) -> int | None:
+        decided = self.won_count + self.lost_count
+        return round(100 * self.won_count / decided) if decided else None
+
+
+@router.get("/")
+def dashboard(page: PageDep, session: SessionDep) -> HTMLResponse:
+    """Show the figures, the chart and the opportunities closing next."""
+    if not (page.may("read", "opportunities") and page.may("read", "pipelines")):
+        return page.render("dashboard.html", pipeline=None)
+    pipelines = readable_pipelines(session, page.actor)
+    page.stages = stage_index(pipelines)
+    if not pipelines:
+        return page.render("dashboard.html", pipeline=None)
+    pipeline = pipelines[0]
+    totals = stage_totals(session, page.actor, pipeline_id=pipeline.id)
+    closing = list_records(
+        session,
+        page.actor,
+        OPPORTUNITIES,
+        filters={"status": "open"},
+        sort="expected_close_on",
+        limit=CLOSING_SOON,
+    ).items
+    return page.render(
+        "dashboard.html",
+        pipeline=pipeline,
+        figures=_figures(pipeline, totals),
+        account_count=(
+            count_visible(session, page.actor, ACCOUNTS)
+            if page.may("read", "accounts")
+            else None
+        ),
+        chart=_chart(page, pipeline, totals),
+        closing=closing,
+        accounts=names_by_id(
+            session, page.actor, ACCOUNTS, (o.account_id for o in closing)
+        ),
+        owners=names_by_id(
+            session, page.actor, EMPLOYEES, (o.owner_id for o in closing)
+        ),
+    )
+
+
+def _figures(pipeline: Pipeline, totals: dict[int, StageTotal]) -> Figures:
+    zero = StageTotal(count=0, amount=Decimal("0.00"))
+    open_count, open_amount, weighted = 0, Decimal("0.00"), Decimal("0.00")
+    won, lost = zero, zero
+    for stage in pipeline.stages:
+        total = totals.get(stage.id, zero)
+        if stage.is_won:
+            won = total
+        elif stage.is_lost:
+            lost = total
+        else:
+            open_count += total.count
+            open_amount += total.amount
+            weighted += total.amount * stage.probability / 100
+    return Figures(
+        open_count=open_count,
+        open_amount=open_amount,
+        weighted_amount=weighted.quantize(Decimal("0.01")),
+        won_count=won.count,
+        won_amount=won.amount,
+        lost_count=lost.count,
+    )
+
+
+def _chart(
+    page: PageContext, pipeline: Pipeline, totals: dict[int, StageTotal]
+) -> dict[str, Any]:
+    """Return the chart's data for the page's JSON island (read by waggle.js)."""
+    stages = [s for s in pipeline.stages if not (s.is_won or s.is_lost)]
+    zero = StageTotal(count=0, amount=Decimal("0.00"))
+    return {
+        "labels": [page.fmt.stage(stage) for stage in stages],
+        "amounts": [float(totals.get(stage.id, zero).amount) for stage in stages],
+        "counts": [totals.get(stage.id, zero).count for stage in stages],
+        "amountLabel": page.t("dashboard.chart_amount"),
+        "countLabel": page.t("dashboard.chart_count"),
+        "unit": "万" if page.locale == "zh-CN" else "",
+    }
