@@ -186,8 +186,11 @@ def register(extension: Callable[[typer.Typer], None]) -> None:
 
 def _load_extensions() -> None:
     from waggle.crm.cli import register_commands as crm_commands
+    from waggle.demo.cli import register_commands as demo_commands
+    from waggle.governance.cli import register_commands as governance_commands
 
-    register(crm_commands)
+    for extension in (crm_commands, demo_commands, governance_commands):
+        register(extension)
 
 
 def exit_code_for(error: WaggleError) -> int:
