@@ -14,6 +14,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from tests.factories import Org, build_org
 from waggle.app import create_app
 from waggle.core import clock
 from waggle.core.actor import system_actor
@@ -100,6 +101,12 @@ def sessions(engine: Engine) -> sessionmaker[Session]:
 def session(sessions: sessionmaker[Session]) -> Iterator[Session]:
     with sessions() as session:
         yield session
+
+
+@pytest.fixture
+def org(sessions: sessionmaker[Session]) -> Org:
+    """The standard org chart: two regions, teams, staff of every role, tokens."""
+    return build_org(sessions)
 
 
 @pytest.fixture

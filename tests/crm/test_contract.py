@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from tests.factories import Org, build_org
+from tests.factories import Org
 from waggle.governance.models import AuditEntry
 
 
@@ -118,11 +118,6 @@ CONTRACTS = [
         {"title": "客户经理"},
     ),
 ]
-
-
-@pytest.fixture
-def org(sessions: sessionmaker[Session]) -> Org:
-    return build_org(sessions)
 
 
 def _audit(session: Session, resource: str, action: str) -> list[AuditEntry]:

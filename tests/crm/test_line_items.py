@@ -6,13 +6,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.factories import Org, add_account, add_opportunity, build_org
+from tests.factories import Org, add_account, add_opportunity
 from waggle.core.db import transaction
-
-
-@pytest.fixture
-def org(sessions: sessionmaker[Session]) -> Org:
-    return build_org(sessions)
 
 
 @pytest.fixture

@@ -8,15 +8,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.factories import Org, add_account, add_opportunity, build_org
+from tests.factories import Org, add_account, add_opportunity
 from waggle.core.clock import FixedClock
 from waggle.core.db import transaction
 from waggle.crm.models import Contact
-
-
-@pytest.fixture
-def org(sessions: sessionmaker[Session]) -> Org:
-    return build_org(sessions)
 
 
 def _stages(client: TestClient, org: Org) -> dict[str, int]:

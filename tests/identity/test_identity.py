@@ -7,18 +7,13 @@ import hashlib
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from tests.factories import PASSWORD, Org, build_org
+from tests.factories import PASSWORD, Org
 from waggle.core.actor import system_actor
 from waggle.core.errors import Conflict, InvalidInput, Unauthenticated
 from waggle.identity.models import ApiToken, User
 from waggle.identity.service import authenticate, create_user
-
-
-@pytest.fixture
-def org(sessions: sessionmaker[Session]) -> Org:
-    return build_org(sessions)
 
 
 def test_token_is_stored_only_as_its_digest(

@@ -5,13 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.factories import Org, build_org
+from tests.factories import Org
 from tests.web.helpers import seed_deals
-
-
-@pytest.fixture
-def org(sessions: sessionmaker[Session]) -> Org:
-    return build_org(sessions)
 
 
 @pytest.fixture

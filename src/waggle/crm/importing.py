@@ -808,6 +808,10 @@ def _cell(value: object) -> Cell:
     return str(value)
 
 
+# Rejects that a plain replay would get wrong; only a corrected file closes them.
+NEEDS_CORRECTION = frozenset({"bad_row_shape", "duplicate_key"})
+
+
 def replay_rejects(
     session: Session,
     actor: Actor,
@@ -822,7 +826,9 @@ def replay_rejects(
 
     Without ``data`` every open reject is tried again against the current
     database (say, after the missing account was imported); rows refused for
-    their shape need a corrected file and stay open. With ``data`` the file
+    their shape or for repeating an external id need a corrected file and stay
+    open (replayed as stored, a repeated id would overwrite the row it
+    repeated). With ``data`` the file
     is imported with the run's mapping, and the rejects it names (by ``_row``
     or by external id) are closed. Either way the attempt is a new run that
     reconciles on its own; rows failing again are rejected there.
@@ -862,7 +868,7 @@ def replay_rejects(
 def _stored_table(
     run: ImportRun, rejects: list[ImportReject]
 ) -> tuple[FileTable, list[ImportReject]]:
-    chosen = [reject for reject in rejects if reject.code != "bad_row_shape"]
+    chosen = [reject for reject in rejects if reject.code not in NEEDS_CORRECTION]
     rows = [
         (reject.row_number, [_cell(reject.raw.get(name)) for name in run.columns])
         for reject in chosen
