@@ -22,6 +22,7 @@ from waggle.core.db import Base, make_engine, make_session_factory, transaction
 from waggle.core.migrate import upgrade
 from waggle.core.settings import Settings
 from waggle.crm.pipelines import ensure_default_pipeline
+from waggle.governance.chain import ensure_chain_head
 from waggle.identity.passwords import use_fast_hashing
 from waggle.models import load_all_models
 
@@ -36,6 +37,7 @@ use_fast_hashing()
 def _seed(url: str) -> None:
     engine = make_engine(url)
     with transaction(make_session_factory(engine)) as session:
+        ensure_chain_head(session)
         ensure_default_pipeline(session, system_actor("test"))
     engine.dispose()
 

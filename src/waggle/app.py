@@ -16,7 +16,9 @@ from waggle.core.jobs import JobRunner
 from waggle.core.settings import Settings, load_settings
 from waggle.crm import api as crm_api
 from waggle.crm.public_pool import sweep_job
+from waggle.governance import api as governance_api
 from waggle.governance import configure_policy
+from waggle.governance.audit import checkpoint_job
 from waggle.identity import api as identity_api
 
 
@@ -49,7 +51,11 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
     app.state.sessions = make_session_factory(engine)
     app.state.jobs = periodic_jobs(app.state.sessions, settings)
     install_error_handlers(app)
-    for router in [*identity_api.routers(), *crm_api.routers()]:
+    for router in [
+        *identity_api.routers(),
+        *crm_api.routers(),
+        *governance_api.routers(),
+    ]:
         app.include_router(router)
     _install_web(app)
     return app
@@ -59,6 +65,7 @@ def periodic_jobs(sessions: sessionmaker[Session], settings: Settings) -> JobRun
     """Return the runner with every context's periodic jobs registered."""
     runner = JobRunner(sessions)
     runner.add("public-pool-sweep", dt.timedelta(hours=1), sweep_job(settings))
+    runner.add("audit-checkpoint", dt.timedelta(minutes=15), checkpoint_job(settings))
     return runner
 
 

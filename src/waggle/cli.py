@@ -93,12 +93,14 @@ def db_upgrade(revision: str = "head") -> None:
     """Create or migrate the database schema, and install the default pipeline."""
     from waggle.core.migrate import upgrade
     from waggle.crm.pipelines import ensure_default_pipeline
+    from waggle.governance.chain import ensure_chain_head
 
     config = settings()
     if config.database_url.startswith("sqlite"):
         config.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(config.database_url, revision)
     with session_scope() as session:
+        ensure_chain_head(session, suite=config.crypto_suite)
         ensure_default_pipeline(session, system_actor("cli"))
     out.print(f"database at {revision}")
 

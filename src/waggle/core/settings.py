@@ -29,6 +29,7 @@ class Settings:
     public_pool_claim_cap: int = 50
     public_pool_file: Path | None = None
     policy_file: Path | None = None
+    crypto_suite: str = "gm"
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -52,6 +53,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         public_pool_claim_cap=int(source.get("WAGGLE_PUBLIC_POOL_CLAIM_CAP", "50")),
         public_pool_file=Path(pool_file) if pool_file else None,
         policy_file=Path(policy_file) if policy_file else None,
+        crypto_suite=source.get("WAGGLE_CRYPTO_SUITE", "gm"),
     )
 
 

@@ -1,4 +1,4 @@
-"""Governance commands: ``waggle verify`` and ``waggle governance keys``."""
+"""Governance commands: ``waggle verify``, ``waggle audit``, ``waggle governance``."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from waggle.core.errors import NotFound, WaggleError
+from waggle.core.errors import InvalidInput, NotFound, WaggleError
 from waggle.core.settings import load_settings
 
 governance_app = typer.Typer(help="Data sovereignty: keys and signed exports.")
 keys_app = typer.Typer(help="Signing keys kept under the data directory.")
 governance_app.add_typer(keys_app, name="keys")
+audit_app = typer.Typer(help="The tamper-evident audit log: verify, checkpoint.")
 
 Suite = Annotated[str, typer.Option(help="gm (SM2/SM3/SM4) or intl (Ed25519/SHA-256).")]
 
@@ -22,6 +23,7 @@ def register_commands(app: typer.Typer) -> None:
     """Add ``waggle verify`` and ``waggle governance`` to the ``waggle`` command."""
     app.command("verify")(verify)
     app.add_typer(governance_app, name="governance")
+    app.add_typer(audit_app, name="audit")
 
 
 def verify(
@@ -81,6 +83,73 @@ def keys_list() -> None:
         typer.echo(
             f"{stored.name}  {stored.algorithm}  {stored.fingerprint}"
             f"  {stored.public_path}"
+        )
+
+
+@audit_app.command("verify")
+def audit_verify(
+    key: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Trusted checkpoint public key PEM; default: the instance's."
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON.")
+    ] = False,
+    as_user: Annotated[str | None, typer.Option("--as")] = None,
+) -> None:
+    """Recompute the audit chain and its signed checkpoints.
+
+    Exits 0 when intact; otherwise names the first bad entry and exits with
+    the code of an invalid input (5).
+    """
+    from waggle.cli import resolve_actor, session_scope
+    from waggle.governance.audit import instance_verifying_keys, verify_audit_chain
+    from waggle.governance.crypto import load_verifying_key
+
+    settings = load_settings()
+    keys = (
+        [load_verifying_key(_read(path)) for path in key]
+        if key
+        else instance_verifying_keys(settings)
+    )
+    with session_scope() as session:
+        report = verify_audit_chain(session, resolve_actor(session, as_user), keys=keys)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+    problem = report.problem
+    if problem is not None:
+        where = "" if problem.seq is None else f"entry {problem.seq}: "
+        _refuse(InvalidInput(problem.message), [f"{where}{problem.message}"])
+    if not as_json:
+        typer.echo(
+            f"intact: {report.entries} entries, {report.checkpoints} checkpoints, "
+            f"{report.signatures_checked} signatures checked"
+        )
+        for note in report.notes:
+            typer.echo(f"  note: {note}")
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    as_user: Annotated[str | None, typer.Option("--as")] = None,
+) -> None:
+    """Sign a checkpoint over the entries since the last one."""
+    from waggle.cli import resolve_actor, session_scope
+    from waggle.governance.audit import sign_checkpoint
+
+    settings = load_settings()
+    with session_scope() as session:
+        signed = sign_checkpoint(
+            session, resolve_actor(session, as_user), settings=settings
+        )
+        if signed is None:
+            typer.echo("nothing new to sign")
+            return
+        typer.echo(
+            f"signed entries {signed.seq_from} to {signed.seq_to}: "
+            f"root {signed.merkle_root} by {signed.key_fingerprint}"
         )
 
 

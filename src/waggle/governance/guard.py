@@ -16,7 +16,9 @@ from sqlalchemy import ColumnElement, false, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from waggle.core.actor import Actor
+from waggle.core.clock import now
 from waggle.core.errors import PolicyDenied
+from waggle.governance.chain import stage_entry
 from waggle.governance.models import AuditEntry
 from waggle.governance.policy import Policy, load_policy
 
@@ -115,8 +117,13 @@ def record_audit(
     result: str = "ok",
     detail: str | None = None,
 ) -> AuditEntry:
-    """Add one audit row to the session's transaction and return it."""
+    """Add one audit row to the session's transaction and return it.
+
+    The row is chained and inserted when the transaction commits; a rollback
+    drops it with the work it described.
+    """
     entry = AuditEntry(
+        occurred_at=now(),
         user_id=actor.user_id,
         username=actor.username,
         roles=",".join(sorted(actor.roles)),
@@ -128,7 +135,7 @@ def record_audit(
         request_id=actor.request_id,
         detail=detail,
     )
-    session.add(entry)
+    stage_entry(session, entry)
     return entry
 
 

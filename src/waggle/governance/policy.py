@@ -13,7 +13,16 @@ import yaml
 from waggle.core.errors import InvalidInput
 
 SCOPE_ORDER = ("none", "own", "team", "region", "all")
-ACTIONS = ("read", "create", "update", "delete", "import", "export")
+ACTIONS = (
+    "read",
+    "create",
+    "update",
+    "delete",
+    "import",
+    "export",
+    "verify",
+    "checkpoint",
+)
 
 
 @dataclass(frozen=True)
