@@ -5,4 +5,5 @@ def load_all_models() -> None:
     """Import each context's ``models`` module (registers its tables on ``Base``)."""
     import waggle.crm.models
     import waggle.governance.models
-    import waggle.identity.models  # noqa: F401
+    import waggle.identity.models
+    import waggle.signals.models  # noqa: F401

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 21:41:24.628021
+Create Date: 2026-12-04 00:17:12.610214
 """
 
 from collections.abc import Sequence
@@ -177,6 +177,62 @@ def upgrade() -> None:
         sa.UniqueConstraint("code", name=op.f("uq_regions_code")),
     )
     op.create_table(
+        "signal_batches",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("connector", sa.String(length=40), nullable=False),
+        sa.Column("source_name", sa.String(length=80), nullable=True),
+        sa.Column("label", sa.String(length=300), nullable=False),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("received", sa.Integer(), nullable=False),
+        sa.Column("accepted", sa.Integer(), nullable=False),
+        sa.Column("quarantined", sa.Integer(), nullable=False),
+        sa.Column("duplicates", sa.Integer(), nullable=False),
+        sa.Column("events_stored", sa.Integer(), nullable=False),
+        sa.Column("started_by", sa.String(length=80), nullable=False),
+        sa.Column(
+            "started_at", waggle.core.db.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "finished_at", waggle.core.db.UtcDateTime(timezone=True), nullable=True
+        ),
+        sa.Column("error", sa.String(length=500), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_signal_batches")),
+    )
+    op.create_table(
+        "signal_sources",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=80), nullable=False),
+        sa.Column("connector", sa.String(length=40), nullable=False),
+        sa.Column("config", waggle.core.db.JsonText(), nullable=False),
+        sa.Column("is_enabled", sa.Boolean(), nullable=False),
+        sa.Column("cursor", sa.Text(), nullable=True),
+        sa.Column(
+            "last_attempt_at", waggle.core.db.UtcDateTime(timezone=True), nullable=True
+        ),
+        sa.Column(
+            "last_success_at", waggle.core.db.UtcDateTime(timezone=True), nullable=True
+        ),
+        sa.Column(
+            "newest_event_at", waggle.core.db.UtcDateTime(timezone=True), nullable=True
+        ),
+        sa.Column(
+            "next_attempt_at", waggle.core.db.UtcDateTime(timezone=True), nullable=True
+        ),
+        sa.Column("error_count", sa.Integer(), nullable=False),
+        sa.Column("consecutive_failures", sa.Integer(), nullable=False),
+        sa.Column("last_error", sa.String(length=500), nullable=True),
+        sa.Column(
+            "last_error_at", waggle.core.db.UtcDateTime(timezone=True), nullable=True
+        ),
+        sa.Column("received_total", sa.Integer(), nullable=False),
+        sa.Column("quarantined_total", sa.Integer(), nullable=False),
+        sa.Column(
+            "created_at", waggle.core.db.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_signal_sources")),
+        sa.UniqueConstraint("name", name=op.f("uq_signal_sources_name")),
+    )
+    op.create_table(
         "employees",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("external_id", sa.String(length=80), nullable=False),
@@ -253,6 +309,27 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_pipeline_stages")),
         sa.UniqueConstraint(
             "pipeline_id", "key", name=op.f("uq_pipeline_stages_pipeline_id_key")
+        ),
+    )
+    op.create_table(
+        "signal_raw_records",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("connector", sa.String(length=40), nullable=False),
+        sa.Column("digest", sa.String(length=64), nullable=False),
+        sa.Column("payload", sa.LargeBinary(), nullable=False),
+        sa.Column("locator", sa.String(length=300), nullable=False),
+        sa.Column("batch_id", sa.Integer(), nullable=True),
+        sa.Column(
+            "received_at", waggle.core.db.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.ForeignKeyConstraint(
+            ["batch_id"],
+            ["signal_batches.id"],
+            name=op.f("fk_signal_raw_records_batch_id_signal_batches"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_signal_raw_records")),
+        sa.UniqueConstraint(
+            "connector", "digest", name=op.f("uq_signal_raw_records_connector_digest")
         ),
     )
     op.create_table(
@@ -347,6 +424,41 @@ def upgrade() -> None:
     with op.batch_alter_table("quotas", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_quotas_owner_id"), ["owner_id"], unique=False
+        )
+
+    op.create_table(
+        "signal_quarantine",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("connector", sa.String(length=40), nullable=False),
+        sa.Column("source_name", sa.String(length=80), nullable=True),
+        sa.Column("raw_id", sa.Integer(), nullable=False),
+        sa.Column("batch_id", sa.Integer(), nullable=True),
+        sa.Column("reason_code", sa.String(length=40), nullable=False),
+        sa.Column("reason", sa.String(length=500), nullable=False),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column(
+            "created_at", waggle.core.db.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "resolved_at", waggle.core.db.UtcDateTime(timezone=True), nullable=True
+        ),
+        sa.ForeignKeyConstraint(
+            ["batch_id"],
+            ["signal_batches.id"],
+            name=op.f("fk_signal_quarantine_batch_id_signal_batches"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["raw_id"],
+            ["signal_raw_records.id"],
+            name=op.f("fk_signal_quarantine_raw_id_signal_raw_records"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_signal_quarantine")),
+        sa.UniqueConstraint("raw_id", name=op.f("uq_signal_quarantine_raw_id")),
+    )
+    with op.batch_alter_table("signal_quarantine", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_signal_quarantine_status", ["status", "connector"], unique=False
         )
 
     op.create_table(
@@ -600,6 +712,132 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "behaviour_events",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("source", sa.String(length=40), nullable=False),
+        sa.Column("source_id", sa.String(length=200), nullable=False),
+        sa.Column("event_type", sa.String(length=30), nullable=False),
+        sa.Column("channel", sa.String(length=20), nullable=False),
+        sa.Column(
+            "occurred_at", waggle.core.db.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.Column("actor_id", sa.Integer(), nullable=True),
+        sa.Column("contact_id", sa.Integer(), nullable=True),
+        sa.Column("account_id", sa.Integer(), nullable=True),
+        sa.Column("opportunity_id", sa.Integer(), nullable=True),
+        sa.Column("speaker", sa.String(length=10), nullable=True),
+        sa.Column("is_automatic", sa.Boolean(), nullable=False),
+        sa.Column("thread_ref", sa.String(length=200), nullable=True),
+        sa.Column("text", sa.Text(), nullable=True),
+        sa.Column("attributes", waggle.core.db.JsonText(), nullable=False),
+        sa.Column("sender_ref", sa.String(length=200), nullable=True),
+        sa.Column("recipient_refs", waggle.core.db.JsonText(), nullable=False),
+        sa.Column("account_ref", sa.String(length=200), nullable=True),
+        sa.Column("opportunity_ref", sa.String(length=200), nullable=True),
+        sa.Column("match_status", sa.String(length=12), nullable=False),
+        sa.Column("match_note", sa.String(length=300), nullable=True),
+        sa.Column("parent_id", sa.Integer(), nullable=True),
+        sa.Column("raw_id", sa.Integer(), nullable=True),
+        sa.Column("batch_id", sa.Integer(), nullable=True),
+        sa.Column(
+            "created_at", waggle.core.db.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_behaviour_events_account_id_accounts"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["actor_id"],
+            ["employees.id"],
+            name=op.f("fk_behaviour_events_actor_id_employees"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["batch_id"],
+            ["signal_batches.id"],
+            name=op.f("fk_behaviour_events_batch_id_signal_batches"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["contact_id"],
+            ["contacts.id"],
+            name=op.f("fk_behaviour_events_contact_id_contacts"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["opportunity_id"],
+            ["opportunities.id"],
+            name=op.f("fk_behaviour_events_opportunity_id_opportunities"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["parent_id"],
+            ["behaviour_events.id"],
+            name=op.f("fk_behaviour_events_parent_id_behaviour_events"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["raw_id"],
+            ["signal_raw_records.id"],
+            name=op.f("fk_behaviour_events_raw_id_signal_raw_records"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_behaviour_events")),
+        sa.UniqueConstraint(
+            "source", "source_id", name=op.f("uq_behaviour_events_source_source_id")
+        ),
+    )
+    with op.batch_alter_table("behaviour_events", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_behaviour_events_account", ["account_id", "occurred_at"], unique=False
+        )
+        batch_op.create_index(
+            "ix_behaviour_events_actor", ["actor_id", "occurred_at"], unique=False
+        )
+        batch_op.create_index(
+            "ix_behaviour_events_match", ["match_status"], unique=False
+        )
+        batch_op.create_index(
+            "ix_behaviour_events_opportunity",
+            ["opportunity_id", "occurred_at"],
+            unique=False,
+        )
+
+    op.create_table(
+        "identity_links",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("platform", sa.String(length=20), nullable=False),
+        sa.Column("external_id", sa.String(length=200), nullable=False),
+        sa.Column("employee_id", sa.Integer(), nullable=True),
+        sa.Column("contact_id", sa.Integer(), nullable=True),
+        sa.Column("account_id", sa.Integer(), nullable=True),
+        sa.Column("opportunity_id", sa.Integer(), nullable=True),
+        sa.Column(
+            "created_at", waggle.core.db.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_identity_links_account_id_accounts"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["contact_id"],
+            ["contacts.id"],
+            name=op.f("fk_identity_links_contact_id_contacts"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["employee_id"],
+            ["employees.id"],
+            name=op.f("fk_identity_links_employee_id_employees"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["opportunity_id"],
+            ["opportunities.id"],
+            name=op.f("fk_identity_links_opportunity_id_opportunities"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_identity_links")),
+        sa.UniqueConstraint(
+            "platform",
+            "external_id",
+            name=op.f("uq_identity_links_platform_external_id"),
+        ),
+    )
+    op.create_table(
         "line_items",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("opportunity_id", sa.Integer(), nullable=False),
@@ -672,6 +910,14 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_line_items_opportunity_id"))
 
     op.drop_table("line_items")
+    op.drop_table("identity_links")
+    with op.batch_alter_table("behaviour_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_behaviour_events_opportunity")
+        batch_op.drop_index("ix_behaviour_events_match")
+        batch_op.drop_index("ix_behaviour_events_actor")
+        batch_op.drop_index("ix_behaviour_events_account")
+
+    op.drop_table("behaviour_events")
     with op.batch_alter_table("activities", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_activities_owner_id"))
         batch_op.drop_index(batch_op.f("ix_activities_opportunity_id"))
@@ -699,6 +945,10 @@ def downgrade() -> None:
     op.drop_table("contacts")
     op.drop_table("api_tokens")
     op.drop_table("users")
+    with op.batch_alter_table("signal_quarantine", schema=None) as batch_op:
+        batch_op.drop_index("ix_signal_quarantine_status")
+
+    op.drop_table("signal_quarantine")
     with op.batch_alter_table("quotas", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_quotas_owner_id"))
 
@@ -712,6 +962,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_accounts_credit_code"))
 
     op.drop_table("accounts")
+    op.drop_table("signal_raw_records")
     op.drop_table("pipeline_stages")
     with op.batch_alter_table("import_rejects", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_import_rejects_run_id"))
@@ -721,6 +972,8 @@ def downgrade() -> None:
         batch_op.drop_index("ix_employees_manager")
 
     op.drop_table("employees")
+    op.drop_table("signal_sources")
+    op.drop_table("signal_batches")
     op.drop_table("regions")
     op.drop_table("products")
     op.drop_table("pipelines")
