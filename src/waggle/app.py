@@ -20,6 +20,8 @@ from waggle.governance import api as governance_api
 from waggle.governance import configure_policy
 from waggle.governance.audit import checkpoint_job
 from waggle.identity import api as identity_api
+from waggle.signals import api as signals_api
+from waggle.signals import jobs as signals_jobs
 
 
 def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> FastAPI:
@@ -34,7 +36,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if run_jobs:
-            app.state.jobs.start()
+            app.state.jobs.start(poll_seconds=5)
         yield
         app.state.jobs.stop()
 
@@ -55,6 +57,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
         *identity_api.routers(),
         *crm_api.routers(),
         *governance_api.routers(),
+        *signals_api.routers(),
     ]:
         app.include_router(router)
     _install_web(app)
@@ -66,6 +69,9 @@ def periodic_jobs(sessions: sessionmaker[Session], settings: Settings) -> JobRun
     runner = JobRunner(sessions)
     runner.add("public-pool-sweep", dt.timedelta(hours=1), sweep_job(settings))
     runner.add("audit-checkpoint", dt.timedelta(minutes=15), checkpoint_job(settings))
+    runner.add("signals-crm", dt.timedelta(seconds=10), signals_jobs.sync_crm_changes)
+    runner.add("signals-pull", dt.timedelta(minutes=1), signals_jobs.sync_pull_sources)
+    runner.add("signals-rematch", dt.timedelta(minutes=5), signals_jobs.rematch_job())
     return runner
 
 

@@ -190,8 +190,10 @@ def _load_extensions() -> None:
     from waggle.crm.cli import register_commands as crm_commands
     from waggle.demo.cli import register_commands as demo_commands
     from waggle.governance.cli import register_commands as governance_commands
+    from waggle.signals.cli import register_commands as signals_commands
 
-    for extension in (crm_commands, demo_commands, governance_commands):
+    extensions = (crm_commands, demo_commands, governance_commands, signals_commands)
+    for extension in extensions:
         register(extension)
 
 

@@ -22,11 +22,11 @@ from sqlalchemy.orm import Session
 from waggle.core.actor import Actor
 from waggle.core.clock import now
 from waggle.core.errors import Conflict, InvalidInput, NotFound
-from waggle.crm.models import Account, Activity
+from waggle.crm.models import Account
 from waggle.governance import authorize, record_audit, row_filter
 from waggle.governance.guard import ensure_in_scope
 from waggle.signals.connectors import build_connector, connector_names
-from waggle.signals.events import Channel, EventType
+from waggle.signals.events import EventType
 from waggle.signals.ingest import RESOURCE as EVENTS
 from waggle.signals.ingest import Pipeline
 from waggle.signals.matching import Matcher, load_directory
@@ -72,12 +72,6 @@ INTERACTION_TYPES = frozenset(
         EventType.ACTIVITY_LOGGED,
     }
 )
-_ACTIVITY_CHANNELS = {
-    "call": Channel.PHONE,
-    "meeting": Channel.MEETING,
-    "visit": Channel.VISIT,
-    "email": Channel.EMAIL,
-}
 
 
 def build_pipeline(
@@ -714,8 +708,9 @@ def coverage_report(
 ) -> list[CoverageRow]:
     """Count interactions per rep and week by channel, automatic versus manual.
 
-    Manual interactions are the activities logged in the CRM and events
-    marked as not automatic; automatic ones are what connectors captured.
+    Manual interactions are the activities logged in the CRM (which reach
+    the stream through the ``crm`` source) and any other event marked as not
+    automatic; automatic ones are what connectors captured.
 
     Raises:
         PolicyDenied: the actor may not read events.
@@ -762,26 +757,13 @@ def _interaction_rows(
         BehaviourEvent.occurred_at < until,
         row_filter(session, actor, scope, BehaviourEvent.actor_id),
     )
-    activities = select(Activity.owner_id, Activity.occurred_at, Activity.kind).where(
-        Activity.owner_id.is_not(None),
-        Activity.occurred_at >= since,
-        Activity.occurred_at < until,
-        row_filter(session, actor, scope, Activity.owner_id),
-    )
     if employee_id is not None:
         events = events.where(BehaviourEvent.actor_id == employee_id)
-        activities = activities.where(Activity.owner_id == employee_id)
-    rows: list[tuple[int, dt.datetime, str, bool]] = [
+    return [
         (owner, occurred, channel, bool(automatic))
         for owner, occurred, channel, automatic in session.execute(events)
         if owner is not None
     ]
-    rows.extend(
-        (owner, occurred, str(_ACTIVITY_CHANNELS.get(kind, Channel.MANUAL)), False)
-        for owner, occurred, kind in session.execute(activities)
-        if owner is not None
-    )
-    return rows
 
 
 def _iso_week(instant: dt.datetime) -> str:
@@ -835,6 +817,30 @@ def call_instants(
         detail=f"call heat map, {len(instants)} calls",
     )
     return instants
+
+
+def call_heat_map_of(
+    session: Session, actor: Actor, *, employee_id: int, weeks: int
+) -> list[list[int]]:
+    """Return the employee's calls of the last ``weeks`` by weekday and hour.
+
+    Raises:
+        PolicyDenied: the employee lies outside the actor's scope.
+    """
+    from waggle.signals.connectors.calls import call_heat_map
+
+    since = now() - dt.timedelta(weeks=weeks)
+    instants = call_instants(session, actor, employee_id=employee_id, since=since)
+    return call_heat_map(instants, timezone=str(REPORT_ZONE))
+
+
+def source_named(session: Session, name: str) -> SignalSource:
+    """Return the source ``name`` for internal plumbing (callbacks); no audit.
+
+    Raises:
+        NotFound: no such source.
+    """
+    return _source(session, name)
 
 
 def _source(session: Session, name: str) -> SignalSource:
