@@ -3,6 +3,7 @@
 set -euo pipefail
 needed=()
 command -v chromium >/dev/null 2>&1 || needed+=(chromium)
+test -x /usr/sbin/dovecot || needed+=(dovecot-imapd)
 if [ ${#needed[@]} -gt 0 ]; then
   echo "installing system packages: ${needed[*]}"
   apt-get update -qq

@@ -257,3 +257,26 @@ def test_stage_changes_and_logged_activities_enter_the_stream(
     assert json.loads(source.cursor or "{}")["activity"] >= 1
     assert events[1].channel == "phone"
     assert events[1].occurred_at == dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+
+
+def test_the_demo_stream_is_ingested_with_matched_chinese_chats(
+    monkeypatch, database_url, tmp_path, capsys, sessions
+):
+    """`waggle signals demo` stores a reconciled, matched slice of the stream."""
+    monkeypatch.setenv("WAGGLE_DATABASE_URL", database_url)
+    monkeypatch.setenv("WAGGLE_DATA_DIR", str(tmp_path))
+    main(["demo", "--scale", "0.01", "--seed", "5", "--if-empty"])
+    capsys.readouterr()
+
+    main(["signals", "demo", "--events", "300"])
+    printed = capsys.readouterr().out
+
+    assert "received 300 = accepted 300 + quarantined 0 + duplicates 0" in printed
+    with sessions() as session:
+        chats = session.scalars(
+            select(BehaviourEvent).where(BehaviourEvent.event_type == "chat_message")
+        ).all()
+    assert chats
+    assert all(chat.opportunity_id is not None for chat in chats)
+    assert all(chat.actor_id is not None for chat in chats)
+    assert any("\u4e00" <= ch <= "\u9fff" for chat in chats for ch in chat.text or "")

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from waggle.core.actor import system_actor
 from waggle.core.clock import now
 from waggle.core.db import transaction
+from waggle.core.errors import InvalidInput
 from waggle.signals import service
 from waggle.signals.connectors.crm import CrmChangeSource
 from waggle.signals.events import PullSource
@@ -89,12 +90,16 @@ def pull_source_for(connector: str, config: dict[str, Any]) -> PullSource:
     Raises:
         InvalidInput: the connector has no pull side or the settings are bad.
     """
-    from waggle.core.errors import InvalidInput
-
     if connector == "email":
         from waggle.signals.connectors.imap import ImapSource
 
-        return ImapSource(config)
+        pull = config.get(service.PULL_SETTINGS)
+        if not isinstance(pull, dict):
+            raise InvalidInput(
+                "an email source keeps its IMAP settings (host, port, username, "
+                "password, mailboxes) under 'pull'"
+            )
+        return ImapSource(pull)
     raise InvalidInput(f"connector {connector!r} has no pull side")
 
 

@@ -44,6 +44,7 @@ from waggle.signals.trackers import default_engine
 logger = logging.getLogger(__name__)
 
 SOURCES = "signal_sources"
+PULL_SETTINGS = "pull"
 QUARANTINE = "signal_quarantine"
 LINKS = "identity_links"
 LINK_PLATFORMS = (
@@ -101,6 +102,9 @@ def build_pipeline(
             )
         settings.update(source.config)
     settings.update(config or {})
+    # A pull source keeps its server settings under "pull" (an IMAP mailbox's
+    # host and login); they are for the fetching side, not the parser.
+    settings.pop(PULL_SETTINGS, None)
     if connector == "gps" and "sites" not in settings:
         settings["sites"] = account_sites(session)
     return Pipeline(
@@ -143,7 +147,8 @@ def create_source(
     authorize(session, actor, "create", SOURCES)
     if connector not in connector_names():
         build_connector(connector)  # raises the error that lists the names
-    build_connector(connector, {**config, **_probe_defaults(connector)})
+    parser_settings = {k: v for k, v in config.items() if k != PULL_SETTINGS}
+    build_connector(connector, {**parser_settings, **_probe_defaults(connector)})
     if session.scalar(select(SignalSource.id).where(SignalSource.name == name)):
         raise Conflict(f"signal source {name!r} already exists", source=name)
     source = SignalSource(name=name, connector=connector, config=dict(config))
