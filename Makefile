@@ -22,7 +22,7 @@ $(ASSETS_STAMP): package.json scripts/vendor-assets.sh
 run: install
 	$(BIN)/waggle db upgrade
 	$(BIN)/waggle demo --if-empty
-	$(BIN)/waggle serve
+	$(BIN)/waggle serve --feed-demo-signals
 
 system-packages:
 	bash scripts/ensure-system-packages.sh

@@ -164,6 +164,13 @@ def pipeline_apply(path: Path, as_user: AsUser = None) -> None:
 def serve(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
+    feed_demo_signals: Annotated[
+        bool,
+        typer.Option(
+            "--feed-demo-signals",
+            help="Ingest the demo company's behaviour stream in the background.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the web UI and the API."""
     import uvicorn
@@ -173,8 +180,13 @@ def serve(
 
     config = settings()
     configure_logging()
+    application = create_app(config, run_jobs=True)
+    if feed_demo_signals:
+        from waggle.signals.demo_feed import start_demo_feed
+
+        start_demo_feed(application.state.sessions)
     uvicorn.run(
-        create_app(config, run_jobs=True),
+        application,
         host=host or config.host,
         port=port or config.port,
         log_level="info",

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.signals.vectors import VECTORS
 from waggle.core.errors import InvalidInput
 from waggle.signals.connectors import build_connector, read_records
 from waggle.signals.connectors.dingtalk import (
@@ -237,9 +238,7 @@ def test_callback_without_event_type_is_refused():
 
 def test_callback_parses_the_plaintext_of_the_published_check_url_vector():
     """The official SDK's check_url plaintext is accepted with no drafts."""
-    vectors = Path("/work/shared/vectors/dingtalk-callback-crypto/vectors.json")
-    if not vectors.exists():
-        pytest.skip("published vectors not available")
+    vectors = VECTORS / "dingtalk-callback-crypto" / "vectors.json"
     sample = json.loads(vectors.read_text(encoding="utf-8"))["vectors"][1]
 
     drafts = DingTalkCallbackConnector({}).parse(

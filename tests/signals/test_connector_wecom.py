@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.signals.vectors import VECTORS
 from waggle.core.errors import InvalidInput
 from waggle.signals.connectors import build_connector, read_records
 from waggle.signals.connectors.wecom import (
@@ -542,9 +543,7 @@ def test_callback_json_flavour_is_refused_as_unsupported():
 
 def test_callback_parses_the_plaintext_of_the_published_wecom_sample():
     """The plaintext WeCom's official sample encrypts is a text message 你好."""
-    vectors = Path("/work/shared/vectors/wecom-callback-crypto/vectors.json")
-    if not vectors.exists():
-        pytest.skip("published vectors not available")
+    vectors = VECTORS / "wecom-callback-crypto" / "vectors.json"
     sample = json.loads(vectors.read_text(encoding="utf-8"))["decrypt_xml_message"]
 
     (draft,) = WeComCallbackConnector({}).parse(

@@ -15,8 +15,14 @@ from waggle.cli import main
 from waggle.core.db import transaction
 from waggle.crm.models import Activity, PipelineStage
 from waggle.crm.service import move_opportunity_stage
+from waggle.signals.demo_feed import start_demo_feed
 from waggle.signals.jobs import sync_crm_changes
-from waggle.signals.models import BehaviourEvent, QuarantinedRecord, SignalSource
+from waggle.signals.models import (
+    BehaviourEvent,
+    IngestBatch,
+    QuarantinedRecord,
+    SignalSource,
+)
 
 WHEN = "2026-03-02T09:30:00+08:00"
 
@@ -280,3 +286,23 @@ def test_the_demo_stream_is_ingested_with_matched_chinese_chats(
     assert all(chat.opportunity_id is not None for chat in chats)
     assert all(chat.actor_id is not None for chat in chats)
     assert any("\u4e00" <= ch <= "\u9fff" for chat in chats for ch in chat.text or "")
+
+
+def test_the_background_demo_feed_runs_once(
+    monkeypatch, database_url, tmp_path, capsys, sessions
+):
+    """Serving with the demo feed ingests the stream once; a restart skips it."""
+    monkeypatch.setenv("WAGGLE_DATABASE_URL", database_url)
+    monkeypatch.setenv("WAGGLE_DATA_DIR", str(tmp_path))
+    main(["demo", "--scale", "0.005", "--seed", "5", "--if-empty"])
+
+    thread = start_demo_feed(sessions)
+    assert thread is not None
+    thread.join(timeout=300)
+    again = start_demo_feed(sessions)
+
+    assert again is None
+    with sessions() as session:
+        batch = session.scalars(select(IngestBatch)).one()
+    assert batch.status == "completed"
+    assert batch.received == batch.accepted > 1000

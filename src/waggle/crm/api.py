@@ -10,6 +10,7 @@ from waggle.crm import api_import, api_pool, schemas
 from waggle.crm.dedupe import find_account_duplicates
 from waggle.crm.pipelines import (
     apply_pipeline,
+    delete_pipeline,
     get_pipeline,
     list_pipelines,
     parse_pipeline,
@@ -23,12 +24,14 @@ from waggle.crm.service import (
     QUOTAS,
     add_line_item,
     create_account,
+    get_line_item,
     line_total,
     list_line_items,
     move_opportunity_stage,
     opportunity_timeline,
     remove_line_item,
     stage_history,
+    update_line_item,
 )
 from waggle.governance import authorize
 
@@ -137,6 +140,31 @@ def _opportunity_actions() -> APIRouter:
         values = body.model_dump(exclude_unset=True)
         return _line_item_out(add_line_item(session, actor, opportunity_id, values))
 
+    @router.get(
+        "/{opportunity_id}/line-items/{line_item_id}",
+        response_model=schemas.LineItemRead,
+    )
+    def read_item(
+        opportunity_id: int, line_item_id: int, session: SessionDep, actor: ActorDep
+    ) -> Any:
+        item = get_line_item(session, actor, opportunity_id, line_item_id)
+        return _line_item_out(item)
+
+    @router.patch(
+        "/{opportunity_id}/line-items/{line_item_id}",
+        response_model=schemas.LineItemRead,
+    )
+    def change_item(
+        opportunity_id: int,
+        line_item_id: int,
+        body: schemas.LineItemUpdate,
+        session: SessionDep,
+        actor: ActorDep,
+    ) -> Any:
+        changes = body.model_dump(exclude_unset=True, exclude_none=True)
+        item = update_line_item(session, actor, opportunity_id, line_item_id, changes)
+        return _line_item_out(item)
+
     @router.delete("/{opportunity_id}/line-items/{line_item_id}", status_code=204)
     def remove_item(
         opportunity_id: int, line_item_id: int, session: SessionDep, actor: ActorDep
@@ -180,6 +208,12 @@ def _pipeline_routes() -> APIRouter:
         return apply_pipeline(
             session, actor, parse_pipeline(body, origin="request body")
         )
+
+    @router.delete("/{pipeline_id}", status_code=204)
+    def delete(pipeline_id: int, session: SessionDep, actor: ActorDep) -> Response:
+        """Delete a pipeline that is not the default and holds no opportunities."""
+        delete_pipeline(session, actor, pipeline_id)
+        return Response(status_code=204)
 
     return router
 

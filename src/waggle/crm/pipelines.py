@@ -79,8 +79,9 @@ def apply_pipeline(
         PolicyDenied: the actor may not change pipelines.
         Conflict: a stage to be removed still holds opportunities.
     """
-    authorize(session, actor, "update", "pipelines")
     pipeline = session.scalar(select(Pipeline).where(Pipeline.key == definition.key))
+    action = "update" if pipeline is not None else "create"
+    authorize(session, actor, action, "pipelines")
     if pipeline is None:
         pipeline = Pipeline(key=definition.key, name=definition.name)
         session.add(pipeline)
@@ -92,7 +93,7 @@ def apply_pipeline(
     _sync_stages(session, pipeline, definition)
     session.flush()
     record_audit(
-        session, actor, action="update", resource="pipelines", record_ids=[pipeline.id]
+        session, actor, action=action, resource="pipelines", record_ids=[pipeline.id]
     )
     return pipeline
 
@@ -133,12 +134,61 @@ def _opportunities_in(session: Session, stage: PipelineStage) -> int:
 
 
 def list_pipelines(session: Session, actor: Actor) -> list[Pipeline]:
+    """Return every pipeline with its stages, in creation order."""
     authorize(session, actor, "read", "pipelines")
-    return list(session.scalars(select(Pipeline).order_by(Pipeline.id)))
+    pipelines = list(session.scalars(select(Pipeline).order_by(Pipeline.id)))
+    record_audit(
+        session,
+        actor,
+        action="read",
+        resource="pipelines",
+        record_ids=[pipeline.id for pipeline in pipelines],
+    )
+    return pipelines
 
 
 def get_pipeline(session: Session, actor: Actor, pipeline_id: int) -> Pipeline:
+    """Return one pipeline with its stages.
+
+    Raises:
+        NotFound: no pipeline has that id.
+    """
     authorize(session, actor, "read", "pipelines")
+    pipeline = _load_pipeline(session, pipeline_id)
+    record_audit(
+        session, actor, action="read", resource="pipelines", record_ids=[pipeline_id]
+    )
+    return pipeline
+
+
+def delete_pipeline(session: Session, actor: Actor, pipeline_id: int) -> None:
+    """Delete a pipeline that is not the default and holds no opportunities.
+
+    Raises:
+        NotFound: no pipeline has that id.
+        Conflict: it is the default pipeline, or opportunities still use it.
+    """
+    authorize(session, actor, "delete", "pipelines")
+    pipeline = _load_pipeline(session, pipeline_id)
+    if pipeline.is_default:
+        raise Conflict(
+            f"pipeline {pipeline.key}: the default pipeline cannot be deleted; "
+            "make another pipeline the default first"
+        )
+    held = sum(_opportunities_in(session, stage) for stage in pipeline.stages)
+    if held:
+        raise Conflict(
+            f"pipeline {pipeline.key}: {held} opportunities still use it; "
+            "it cannot be deleted"
+        )
+    session.delete(pipeline)
+    session.flush()
+    record_audit(
+        session, actor, action="delete", resource="pipelines", record_ids=[pipeline_id]
+    )
+
+
+def _load_pipeline(session: Session, pipeline_id: int) -> Pipeline:
     pipeline = session.get(Pipeline, pipeline_id)
     if pipeline is None:
         raise NotFound(f"pipeline {pipeline_id} does not exist")

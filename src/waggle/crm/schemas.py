@@ -353,6 +353,12 @@ class LineItemCreate(WriteModel):
     discount_percent: float = Field(default=0.0, ge=0, le=100)
 
 
+class LineItemUpdate(WriteModel):
+    quantity: int | None = Field(default=None, ge=1, le=1_000_000)
+    unit_price: Amount | None = None
+    discount_percent: float | None = Field(default=None, ge=0, le=100)
+
+
 class LineItemRead(ReadModel):
     id: int
     opportunity_id: int

@@ -46,7 +46,7 @@ from waggle.crm.models import (
     StageChange,
 )
 from waggle.crm.pipelines import default_pipeline
-from waggle.governance import authorize, ensure_in_scope, record_audit
+from waggle.governance import authorize, ensure_in_scope, record_audit, row_filter
 from waggle.governance.records import RecordSpec, create_record, update_record
 from waggle.identity.models import Employee, Region
 
@@ -614,6 +614,7 @@ def _before_activity_create(session: Session, actor: Actor, values: Values) -> V
     account = session.get(Account, account_id)
     if account is None:
         raise InvalidInput(f"activities.account_id: no record with id {account_id}")
+    _refuse_foreign_account(session, actor, account)
     require_reference(
         session, Contact, values.get("contact_id"), "contact_id", "activities"
     )
@@ -622,6 +623,27 @@ def _before_activity_create(session: Session, actor: Actor, values: Values) -> V
     values["occurred_at"] = values.get("occurred_at") or now()
     _touch_account(account, values["occurred_at"])
     return values
+
+
+def _refuse_foreign_account(session: Session, actor: Actor, account: Account) -> None:
+    """Refuse an activity on an account outside what the actor may read.
+
+    The activity is owned by its author, so the owner check of the record
+    itself would let anyone log on any account.
+
+    Raises:
+        PolicyDenied: the account lies outside the actor's read scope.
+    """
+    scope = authorize(session, actor, "read", ACCOUNTS.name)
+    ensure_in_scope(
+        session,
+        actor,
+        scope,
+        owner_id=account.owner_id,
+        action="read",
+        resource=ACCOUNTS.name,
+        record_id=account.id,
+    )
 
 
 def _touch_account(account: Account, at: dt.datetime) -> None:
@@ -650,11 +672,19 @@ ACTIVITIES: RecordSpec[Activity] = RecordSpec(
 def opportunity_timeline(
     session: Session, actor: Actor, opportunity_id: int
 ) -> list[dict[str, Any]]:
-    """Return stage changes and activities of an opportunity, newest first."""
+    """Return stage changes and activities of an opportunity, newest first.
+
+    Activities follow their own row scope, as on the account page: a rep sees
+    the deal's stage history and the activities the rep may read.
+    """
     changes = stage_history(session, actor, opportunity_id)
     stages = {stage.id: stage for stage in session.scalars(select(PipelineStage))}
+    scope = authorize(session, actor, "read", "activities")
     activities = session.scalars(
-        select(Activity).where(Activity.opportunity_id == opportunity_id)
+        select(Activity).where(
+            Activity.opportunity_id == opportunity_id,
+            row_filter(session, actor, scope, Activity.owner_id),
+        )
     )
     entries: list[dict[str, Any]] = [
         {
@@ -707,13 +737,40 @@ def list_line_items(
     from waggle.governance.records import get_record
 
     get_record(session, actor, OPPORTUNITIES, opportunity_id)
-    return list(
+    items = list(
         session.scalars(
             select(LineItem)
             .where(LineItem.opportunity_id == opportunity_id)
             .order_by(LineItem.id)
         )
     )
+    record_audit(
+        session,
+        actor,
+        action="read",
+        resource="line_items",
+        record_ids=[item.id for item in items],
+    )
+    return items
+
+
+def get_line_item(
+    session: Session, actor: Actor, opportunity_id: int, line_item_id: int
+) -> LineItem:
+    """Return one product line of an opportunity the actor may read.
+
+    Raises:
+        NotFound: the line item is not on that opportunity.
+        PolicyDenied: the opportunity lies outside the actor's scope.
+    """
+    from waggle.governance.records import get_record
+
+    get_record(session, actor, OPPORTUNITIES, opportunity_id)
+    item = _line_item_on(session, opportunity_id, line_item_id)
+    record_audit(
+        session, actor, action="read", resource="line_items", record_ids=[item.id]
+    )
+    return item
 
 
 def add_line_item(
@@ -755,16 +812,53 @@ def remove_line_item(
         NotFound: the line item is not on that opportunity.
     """
     _authorize_change(session, actor, opportunity_id)
-    item = session.get(LineItem, line_item_id)
-    if item is None or item.opportunity_id != opportunity_id:
-        raise NotFound(
-            f"line item {line_item_id} is not on opportunity {opportunity_id}"
-        )
+    item = _line_item_on(session, opportunity_id, line_item_id)
     session.delete(item)
     session.flush()
     record_audit(
         session, actor, action="delete", resource="line_items", record_ids=[item.id]
     )
+
+
+def update_line_item(
+    session: Session,
+    actor: Actor,
+    opportunity_id: int,
+    line_item_id: int,
+    changes: Values,
+) -> LineItem:
+    """Change the quantity, unit price or discount of a product line.
+
+    Raises:
+        NotFound: the line item is not on that opportunity.
+        PolicyDenied: the actor may not change the opportunity.
+    """
+    _authorize_change(session, actor, opportunity_id)
+    item = _line_item_on(session, opportunity_id, line_item_id)
+    changed = sorted(
+        name for name, value in changes.items() if getattr(item, name) != value
+    )
+    for name in changed:
+        setattr(item, name, changes[name])
+    session.flush()
+    record_audit(
+        session,
+        actor,
+        action="update",
+        resource="line_items",
+        record_ids=[item.id],
+        detail=",".join(changed) or "unchanged",
+    )
+    return item
+
+
+def _line_item_on(session: Session, opportunity_id: int, line_item_id: int) -> LineItem:
+    item = session.get(LineItem, line_item_id)
+    if item is None or item.opportunity_id != opportunity_id:
+        raise NotFound(
+            f"line item {line_item_id} is not on opportunity {opportunity_id}"
+        )
+    return item
 
 
 def _authorize_change(session: Session, actor: Actor, opportunity_id: int) -> None:

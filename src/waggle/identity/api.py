@@ -2,15 +2,21 @@
 
 from typing import Any
 
-from fastapi import APIRouter
-from sqlalchemy import select
+from fastapi import APIRouter, Response
 
 from waggle.apikit import ActorDep, SessionDep, crud_router
-from waggle.governance import authorize
 from waggle.identity import schemas
-from waggle.identity.models import User
 from waggle.identity.orgchart import DEPARTMENTS, EMPLOYEES, REGIONS
-from waggle.identity.service import create_token, create_user
+from waggle.identity.service import (
+    create_token,
+    create_user,
+    deactivate_user,
+    get_user,
+    list_tokens,
+    list_users,
+    revoke_token,
+    update_user,
+)
 
 TAG = "identity"
 
@@ -54,9 +60,27 @@ def _user_routes() -> APIRouter:
         }
 
     @router.get("/users", response_model=list[schemas.UserRead])
-    def list_users(session: SessionDep, actor: ActorDep) -> Any:
-        authorize(session, actor, "read", "users")
-        return list(session.scalars(select(User).order_by(User.id)))
+    def users(session: SessionDep, actor: ActorDep) -> Any:
+        return list_users(session, actor)
+
+    @router.get("/users/{user_id}", response_model=schemas.UserRead)
+    def read_user(user_id: int, session: SessionDep, actor: ActorDep) -> Any:
+        return get_user(session, actor, user_id)
+
+    @router.patch("/users/{user_id}", response_model=schemas.UserRead)
+    def change_user(
+        user_id: int, body: schemas.UserUpdate, session: SessionDep, actor: ActorDep
+    ) -> Any:
+        changes = body.model_dump(exclude_unset=True, exclude_none=True)
+        if "roles" in changes:
+            changes["roles"] = [role.value for role in body.roles or []]
+        return update_user(session, actor, user_id, changes)
+
+    @router.delete("/users/{user_id}", status_code=204)
+    def remove_user(user_id: int, session: SessionDep, actor: ActorDep) -> Response:
+        """Deactivate the login and revoke its tokens; the row stays for the audit."""
+        deactivate_user(session, actor, user_id)
+        return Response(status_code=204)
 
     @router.post("/users", status_code=201, response_model=schemas.UserRead)
     def add_user(body: schemas.UserCreate, session: SessionDep, actor: ActorDep) -> Any:
@@ -81,5 +105,17 @@ def _user_routes() -> APIRouter:
         return schemas.TokenIssued(
             id=issued.token_id, name=issued.name, token=issued.secret
         )
+
+    @router.get("/tokens", response_model=list[schemas.TokenRead])
+    def tokens(
+        session: SessionDep, actor: ActorDep, username: str | None = None
+    ) -> Any:
+        """List tokens (yours unless ``username`` names another user); no secrets."""
+        return list_tokens(session, actor, username=username or actor.username)
+
+    @router.delete("/tokens/{token_id}", status_code=204)
+    def revoke(token_id: int, session: SessionDep, actor: ActorDep) -> Response:
+        revoke_token(session, actor, token_id)
+        return Response(status_code=204)
 
     return router

@@ -111,6 +111,13 @@ class UserCreate(_Write):
     locale: Annotated[str, Field(pattern=r"^(zh-CN|en)$")] = "zh-CN"
 
 
+class UserUpdate(_Write):
+    password: Annotated[str, Field(min_length=8, max_length=200)] | None = None
+    roles: list[Role] | None = Field(default=None, min_length=1)
+    locale: Annotated[str, Field(pattern=r"^(zh-CN|en)$")] | None = None
+    is_active: bool | None = None
+
+
 class UserRead(_Read):
     id: int
     username: str
@@ -123,6 +130,15 @@ class UserRead(_Read):
 class TokenCreate(_Write):
     name: Annotated[str, Field(min_length=1, max_length=120)]
     username: str | None = None
+
+
+class TokenRead(_Read):
+    id: int
+    name: str
+    prefix: str
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None
+    revoked_at: dt.datetime | None
 
 
 class TokenIssued(BaseModel):

@@ -303,7 +303,14 @@ def _report_routes(routes: APIRouter) -> None:
 def _callback_router() -> APIRouter:
     routes = APIRouter(prefix="/api/v1/signals/callbacks", tags=[TAG])
 
-    @routes.api_route("/{source_name}", methods=["GET", "POST"])
+    @routes.get("/{source_name}")
+    def verify_callback_url(source_name: str, request: Request) -> Response:
+        """The URL check a platform makes when the callback is configured."""
+        return handle_callback(
+            request, source_name, b"", query=dict(request.query_params)
+        )
+
+    @routes.post("/{source_name}")
     async def callback(source_name: str, request: Request) -> Response:
         """The endpoint a platform calls; the signature is its credential."""
         body = await request.body()

@@ -375,36 +375,13 @@ def demo_stream(
     seed: int = 7,
     as_user: AsUser = None,
 ) -> None:
-    """Ingest the demo company's two-year behaviour-event stream (after `waggle demo`).
-
-    The stream leaves out stage changes: the built-in ``crm`` source passes the
-    demo's own stage history into the stream (`waggle signals sync crm`).
-    """
-    from itertools import islice
-
-    from waggle.demo.signals import demo_event_stream, load_deal_facts
-    from waggle.signals.connectors.generic import GenericEventConnector, draft_to_json
-    from waggle.signals.events import RawRecord
-    from waggle.signals.ingest import Pipeline
-    from waggle.signals.trackers import default_engine
+    """Ingest the demo company's two-year behaviour stream (after `waggle demo`)."""
+    from waggle.signals.demo_feed import feed_demo_stream
 
     with session_scope() as session:
         actor = resolve_actor(session, as_user)
-        deals = load_deal_facts(session, actor)
-    stream = demo_event_stream(deals, seed=seed, now=now(), include_stage_changes=False)
-    records = (
-        RawRecord(draft_to_json(draft), f"demo event {number}")
-        for number, draft in enumerate(islice(stream, events), start=1)
-    )
-    pipeline = Pipeline(GenericEventConnector({}), trackers=default_engine())
     with _sessions() as sessions, _ProgressLine("demo events") as advance:
-        report = ingest_batch(
-            sessions,
-            actor,
-            pipeline,
-            records,
-            label="demo stream",
-            chunk_size=1000,
-            progress=advance,
+        report = feed_demo_stream(
+            sessions, actor, events=events, seed=seed, progress=advance
         )
     _print_report(report, title="demo stream")

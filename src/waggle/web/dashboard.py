@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter
+from sqlalchemy.orm import Session
 from starlette.responses import HTMLResponse
 
 from waggle.apikit import SessionDep
+from waggle.core.clock import now
 from waggle.crm.models import Pipeline
 from waggle.crm.service import ACCOUNTS, OPPORTUNITIES
 from waggle.governance.records import list_records
 from waggle.identity.orgchart import EMPLOYEES
+from waggle.signals.ingest import RESOURCE as EVENTS
+from waggle.signals.service import captured_share
 from waggle.web.context import PageContext, PageDep
 from waggle.web.queries import (
     StageTotal,
@@ -25,6 +30,7 @@ from waggle.web.queries import (
 )
 
 CLOSING_SOON = 8
+CAPTURE_WINDOW = dt.timedelta(weeks=4)
 
 router = APIRouter(include_in_schema=False)
 
@@ -74,6 +80,7 @@ def dashboard(page: PageDep, session: SessionDep) -> HTMLResponse:
             if page.may("read", "accounts")
             else None
         ),
+        captured_percent=_captured_percent(page, session),
         chart=_chart(page, pipeline, totals),
         closing=closing,
         accounts=names_by_id(
@@ -83,6 +90,17 @@ def dashboard(page: PageDep, session: SessionDep) -> HTMLResponse:
             session, page.actor, EMPLOYEES, (o.owner_id for o in closing)
         ),
     )
+
+
+def _captured_percent(page: PageContext, session: Session) -> int | None:
+    """Return the share of interactions captured automatically, in percent."""
+    if not page.may("read", EVENTS):
+        return None
+    until = now()
+    share = captured_share(
+        session, page.actor, since=until - CAPTURE_WINDOW, until=until
+    )
+    return None if share is None else round(100 * share)
 
 
 def _figures(pipeline: Pipeline, totals: dict[int, StageTotal]) -> Figures:

@@ -1,5 +1,5 @@
 """The opportunity page (fields, edit form, stage move, history, timeline) and
-the account page (contacts, opportunities, activities)."""
+the account page (contacts, opportunities, activities); both log activities."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from starlette.responses import HTMLResponse, Response
 
 from waggle.apikit import SessionDep, status_for
 from waggle.core.errors import InvalidInput, WaggleError
-from waggle.crm.models import Contact, Opportunity, PipelineStage
-from waggle.crm.schemas import OpportunityUpdate
+from waggle.crm.models import ActivityKind, Contact, Opportunity, PipelineStage
+from waggle.crm.schemas import ActivityCreate, OpportunityUpdate
 from waggle.crm.service import (
     ACCOUNTS,
     ACTIVITIES,
@@ -27,6 +27,7 @@ from waggle.crm.service import (
 )
 from waggle.governance.records import (
     RecordSpec,
+    create_record,
     get_record,
     list_records,
     update_record,
@@ -70,6 +71,7 @@ def opportunity_page(
     notices = {
         "saved": page.t("opportunity.saved"),
         "moved": page.t("opportunity.moved"),
+        "logged": page.t("activity.logged"),
     }
     notice = notices.get(query_text(page.request.query_params, "done"))
     return _opportunity_view(page, session, opportunity_id, notice=notice)
@@ -124,6 +126,76 @@ def move_opportunity(
     return RedirectResponse(f"/opportunities/{opportunity_id}?done=moved", 303)
 
 
+@router.post("/opportunities/{opportunity_id}/activities")
+def log_opportunity_activity(
+    opportunity_id: int, page: FormPageDep, session: SessionDep, form: FormDep
+) -> Response:
+    """Log a call, visit or note on the opportunity (and so on its account)."""
+    get_record(session, page.actor, OPPORTUNITIES, opportunity_id)
+    try:
+        values = {**activity_values(form), "opportunity_id": opportunity_id}
+        create_record(session, page.actor, ACTIVITIES, values)
+    except WaggleError as error:
+        abandon(session, page.actor, error)
+        return _opportunity_view(
+            page,
+            session,
+            opportunity_id,
+            error=describe_error(page.t, error),
+            status_code=status_for(error),
+        )
+    return RedirectResponse(f"/opportunities/{opportunity_id}?done=logged", 303)
+
+
+@router.post("/accounts/{account_id}/activities")
+def log_account_activity(
+    account_id: int, page: FormPageDep, session: SessionDep, form: FormDep
+) -> Response:
+    """Log a call, visit or note on the account."""
+    get_record(session, page.actor, ACCOUNTS, account_id)
+    try:
+        values = {**activity_values(form), "account_id": account_id}
+        create_record(session, page.actor, ACTIVITIES, values)
+    except WaggleError as error:
+        abandon(session, page.actor, error)
+        return _account_view(
+            page,
+            session,
+            account_id,
+            error=describe_error(page.t, error),
+            status_code=status_for(error),
+        )
+    return RedirectResponse(f"/accounts/{account_id}?done=logged", 303)
+
+
+def activity_values(form: FormData) -> dict[str, Any]:
+    """Read the activity form into validated values (the API's create schema).
+
+    Raises:
+        InvalidInput: code ``invalid_field`` naming the first bad field.
+    """
+    raw = {
+        name: str(form.get(name) or "").strip() or None
+        for name in ("kind", "subject", "body")
+    }
+    try:
+        activity = ActivityCreate.model_validate(raw)
+    except ValidationError as exc:
+        raise _invalid_field("activity", exc) from exc
+    return activity.model_dump(exclude_none=True)
+
+
+def _invalid_field(record: str, exc: ValidationError) -> InvalidInput:
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"])
+    return InvalidInput(
+        f"{record}.{field}: {first['msg']}",
+        code="invalid_field",
+        field=field,
+        problem=first["msg"],
+    )
+
+
 def opportunity_changes(form: FormData) -> dict[str, Any]:
     """Read the edit form into validated changes (the API's update schema).
 
@@ -142,14 +214,7 @@ def opportunity_changes(form: FormData) -> dict[str, Any]:
     try:
         update = OpportunityUpdate.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
-        raise InvalidInput(
-            f"opportunity.{field}: {first['msg']}",
-            code="invalid_field",
-            field=field,
-            problem=first["msg"],
-        ) from exc
+        raise _invalid_field("opportunity", exc) from exc
     return update.model_dump(exclude_unset=True)
 
 
@@ -185,6 +250,7 @@ def _opportunity_view(
         contact_names={contact.id: contact.name for contact in contacts},
         history=stage_history(session, page.actor, opportunity_id),
         timeline=_timeline(session, page, opportunity, stages),
+        activity_kinds=[kind.value for kind in ActivityKind],
         notice=notice,
         error=error,
     )
@@ -217,6 +283,20 @@ def _timeline(
 @router.get("/accounts/{account_id}")
 def account_page(account_id: int, page: PageDep, session: SessionDep) -> HTMLResponse:
     """Show an account with its contacts, opportunities and latest activities."""
+    logged = query_text(page.request.query_params, "done") == "logged"
+    notice = page.t("activity.logged") if logged else None
+    return _account_view(page, session, account_id, notice=notice)
+
+
+def _account_view(
+    page: PageContext,
+    session: Session,
+    account_id: int,
+    *,
+    notice: str | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
     account = get_record(session, page.actor, ACCOUNTS, account_id)
     page.stages = stage_index(readable_pipelines(session, page.actor))
     contacts = _account_contacts(session, page, account_id)
@@ -239,11 +319,15 @@ def account_page(account_id: int, page: PageDep, session: SessionDep) -> HTMLRes
     owner_ids = [account.owner_id, *(r.owner_id for r in [*contacts, *opportunities])]
     return page.render(
         "account.html",
+        status_code=status_code,
         account=account,
         contacts=contacts,
         opportunities=opportunities,
         activities=activities,
+        activity_kinds=[kind.value for kind in ActivityKind],
         owners=names_by_id(session, page.actor, EMPLOYEES, owner_ids),
+        notice=notice,
+        error=error,
     )
 
 

@@ -13,7 +13,15 @@ from starlette.responses import Response
 from waggle.apikit import status_for
 from waggle.core.errors import WaggleError
 from waggle.core.settings import Settings
-from waggle.web import auth, board, dashboard, details, lists, pipeline_form
+from waggle.web import (
+    auth,
+    board,
+    dashboard,
+    details,
+    lists,
+    pipeline_form,
+    signals_pages,
+)
 from waggle.web.context import (
     CsrfRejected,
     LoginRequired,
@@ -37,7 +45,15 @@ def install(app: FastAPI) -> None:
     app.state.cookie_actor = cookie_actor_loader(signer)
     app.add_middleware(ApiCsrfGuard, signer=signer)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (auth, dashboard, board, lists, details, pipeline_form):
+    for module in (
+        auth,
+        dashboard,
+        board,
+        lists,
+        details,
+        pipeline_form,
+        signals_pages,
+    ):
         app.include_router(module.router)
     _install_error_pages(app)
 
