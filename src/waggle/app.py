@@ -22,6 +22,7 @@ from waggle.governance.audit import checkpoint_job
 from waggle.identity import api as identity_api
 from waggle.signals import api as signals_api
 from waggle.signals import jobs as signals_jobs
+from waggle.signals import materials_api
 
 
 def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> FastAPI:
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
         *crm_api.routers(),
         *governance_api.routers(),
         *signals_api.routers(),
+        *materials_api.routers(),
     ]:
         app.include_router(router)
     _install_web(app)

@@ -194,3 +194,84 @@ class IdentityLink(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=now)
 
     __table_args__ = (UniqueConstraint("platform", "external_id"),)
+
+
+class MaterialKind(enum.StrEnum):
+    """What a tracked material is, for filters and for the event's attributes."""
+
+    DECK = "deck"
+    CASE_STUDY = "case_study"
+    WHITEPAPER = "whitepaper"
+    PRICE_SHEET = "price_sheet"
+
+
+class Material(Base):
+    """A deck, case study or sheet reps share with customers through tracked links.
+
+    The pages are plain text (a little markdown: headings, bullets, paragraphs)
+    kept in the row and rendered escaped on the viewer page, so an installation
+    needs no file store and no converter.
+    """
+
+    __tablename__ = "materials"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))
+    industry: Mapped[str | None] = mapped_column(String(80))
+    product: Mapped[str | None] = mapped_column(String(120))
+    stage_key: Mapped[str | None] = mapped_column(String(40))
+    language: Mapped[str] = mapped_column(String(10), default="zh-CN")
+    page_count: Mapped[int] = mapped_column(Integer)
+    pages: Mapped[list[str]] = mapped_column(JsonText, default=list)
+    created_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=now)
+
+
+class TrackedLink(Base):
+    """One shareable address (``/t/<token>``) of a material, owned by an employee.
+
+    The owner is the employee the views are attributed to (the event's actor)
+    and whose row scope decides who may read the views.
+    """
+
+    __tablename__ = "tracked_links"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    material_id: Mapped[int] = mapped_column(ForeignKey("materials.id"), index=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    opportunity_id: Mapped[int | None] = mapped_column(ForeignKey("opportunities.id"))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("employees.id"), index=True)
+    created_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=now)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    is_revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class MaterialView(Base):
+    """One viewer's reading session of a tracked link, with dwell per page.
+
+    ``viewer_hash`` is the SHA-256 of the random per-browser key kept in a
+    cookie, so several readers of a forwarded link are told apart without
+    storing the key itself. ``pages`` maps page numbers (as strings, JSON keys)
+    to seconds.
+    """
+
+    __tablename__ = "material_views"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    link_id: Mapped[int] = mapped_column(ForeignKey("tracked_links.id"))
+    viewer_hash: Mapped[str] = mapped_column(String(64))
+    opened_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=now)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=now)
+    client_ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+    pages: Mapped[dict[str, int]] = mapped_column(JsonText, default=dict)
+    max_page: Mapped[int] = mapped_column(Integer, default=0)
+    total_dwell_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    beacon_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (
+        Index("ix_material_views_viewer", "link_id", "viewer_hash", "last_seen_at"),
+    )
