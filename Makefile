@@ -39,6 +39,7 @@ lint: install
 	$(BIN)/mypy
 
 bench: install services
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench
 
 clean:

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from waggle import __version__
 from waggle.apikit import install_error_handlers
+from waggle.channels import api as channels_api
 from waggle.core.db import make_engine, make_session_factory
 from waggle.core.jobs import JobRunner
 from waggle.core.settings import Settings, load_settings
@@ -20,9 +21,13 @@ from waggle.governance import api as governance_api
 from waggle.governance import configure_policy
 from waggle.governance.audit import checkpoint_job
 from waggle.identity import api as identity_api
+from waggle.rules import api as rules_api
+from waggle.rules.gates import install_stage_gates
+from waggle.rules.live import LiveRules
 from waggle.signals import api as signals_api
 from waggle.signals import jobs as signals_jobs
 from waggle.signals import materials_api
+from waggle.signals.stream import subscribe
 
 
 def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> FastAPI:
@@ -36,10 +41,15 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        unsubscribe = None
         if run_jobs:
+            # Rules see each chunk the pipeline commits, within seconds.
+            unsubscribe = subscribe(app.state.live_rules.on_events)
             app.state.jobs.start(poll_seconds=5)
         yield
         app.state.jobs.stop()
+        if unsubscribe is not None:
+            unsubscribe()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -52,14 +62,21 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = make_session_factory(engine)
+    install_stage_gates(app.state.sessions, settings.stage_gates_file)
+    app.state.live_rules = LiveRules(app.state.sessions)
     app.state.jobs = periodic_jobs(app.state.sessions, settings)
+    app.state.jobs.add(
+        "rules-engine", dt.timedelta(seconds=5), app.state.live_rules.tick
+    )
     install_error_handlers(app)
     for router in [
         *identity_api.routers(),
         *crm_api.routers(),
         *governance_api.routers(),
         *signals_api.routers(),
+        *channels_api.routers(),
         *materials_api.routers(),
+        *rules_api.routers(),
     ]:
         app.include_router(router)
     _install_web(app)

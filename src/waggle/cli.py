@@ -62,9 +62,14 @@ def settings() -> Settings:
 @contextmanager
 def session_scope() -> Iterator[Session]:
     """A committed-on-success session on the configured database."""
-    engine = make_engine(settings().database_url)
+    from waggle.rules.gates import install_stage_gates
+
+    config = settings()
+    engine = make_engine(config.database_url)
     try:
-        with transaction(make_session_factory(engine)) as session:
+        sessions = make_session_factory(engine)
+        install_stage_gates(sessions, config.stage_gates_file)
+        with transaction(sessions) as session:
             yield session
     finally:
         engine.dispose()
@@ -202,9 +207,16 @@ def _load_extensions() -> None:
     from waggle.crm.cli import register_commands as crm_commands
     from waggle.demo.cli import register_commands as demo_commands
     from waggle.governance.cli import register_commands as governance_commands
+    from waggle.rules.cli import register_commands as rules_commands
     from waggle.signals.cli import register_commands as signals_commands
 
-    extensions = (crm_commands, demo_commands, governance_commands, signals_commands)
+    extensions = (
+        crm_commands,
+        demo_commands,
+        governance_commands,
+        signals_commands,
+        rules_commands,
+    )
     for extension in extensions:
         register(extension)
 

@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     DateTime,
     Engine,
     MetaData,
     Text,
+    and_,
     create_engine,
     event,
+    false,
+    or_,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -135,3 +139,22 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def pairs_in(
+    first: Any, second: Any, pairs: Iterable[tuple[Any, Any]]
+) -> ColumnElement[bool]:
+    """Return ``(first, second) IN pairs`` in a shape both databases index.
+
+    SQLite scans a whole composite index for a row-value ``IN``; grouping the
+    pairs by their first value gives ``first = x AND second IN (...)`` terms,
+    each an index seek.
+    """
+    grouped: dict[Any, list[Any]] = {}
+    for left, right in pairs:
+        grouped.setdefault(left, []).append(right)
+    terms = [
+        and_(first == left, second.in_(sorted(set(rights))))
+        for left, rights in grouped.items()
+    ]
+    return or_(*terms) if terms else false()

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_DATA_DIR = Path("var")
+# The shipped stage gates live in the rules package; core only names the file.
+SHIPPED_STAGE_GATES = Path(__file__).parents[1] / "rules" / "default_gates.yaml"
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class Settings:
     public_pool_claim_cap: int = 50
     public_pool_file: Path | None = None
     policy_file: Path | None = None
+    stage_gates_file: Path | None = None  # None: stage moves are not gated
     crypto_suite: str = "gm"
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -42,6 +45,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     )
     policy_file = source.get("WAGGLE_POLICY_FILE")
     pool_file = source.get("WAGGLE_PUBLIC_POOL_FILE")
+    gates_file = source.get("WAGGLE_STAGE_GATES_FILE") or str(SHIPPED_STAGE_GATES)
     return Settings(
         database_url=database_url,
         data_dir=data_dir,
@@ -53,6 +57,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         public_pool_claim_cap=int(source.get("WAGGLE_PUBLIC_POOL_CLAIM_CAP", "50")),
         public_pool_file=Path(pool_file) if pool_file else None,
         policy_file=Path(policy_file) if policy_file else None,
+        stage_gates_file=None if gates_file == "none" else Path(gates_file),
         crypto_suite=source.get("WAGGLE_CRYPTO_SUITE", "gm"),
     )
 

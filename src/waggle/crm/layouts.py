@@ -12,8 +12,9 @@ must not carry ``closed_at``. Every row must satisfy its stage's
 ``required_fields`` exactly as a move into that stage would: imported data
 gets no way around the gates the web form enforces, so a lost deal needs a
 ``loss_reason`` and a deal in negotiation an ``expected_close_on`` and
-``budget_confirmed``. Registered stage gates are not run: they judge live
-moves, while an import records a state.
+``budget_confirmed``. A row that moves a stored deal to another stage must
+also pass the registered stage gates, as a live move must; a new row records
+a state and is not gated.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from waggle.crm.models import (
     Product,
     StageChange,
 )
-from waggle.crm.service import missing_fields
+from waggle.crm.service import missing_fields, stage_gate_reasons
 from waggle.identity.models import Department, Employee, EmploymentStatus, Region
 
 LOOKUP_CHUNK = 900
@@ -556,6 +557,24 @@ def _check_stage_requirements(row: Row, context: Context) -> None:
         )
 
 
+def _check_stage_gates(row: Row, context: Context) -> None:
+    """Judge a row that moves a deal as the gates judge a live move."""
+    if row.is_rejected or "moved_from" not in row.notes:
+        return
+    stage: PipelineStage = row.notes["stage"]
+    # The gates see the deal with the file's values, still in its old stage.
+    merged = {**row.notes["moved_from"], **row.values}
+    merged["stage_id"] = row.notes["moved_from"]["stage_id"]
+    deal = cast(Opportunity, SimpleNamespace(**merged))
+    reasons = stage_gate_reasons(context.session, deal, stage)
+    if reasons:
+        row.reject(
+            "stage_key",
+            "stage_gate_refused",
+            f"stage {stage.key} refused: " + "; ".join(reasons),
+        )
+
+
 def _check_decision_maker(row: Row, context: Context) -> None:
     contact = row.resolved.get("decision_maker_contact_id")
     if contact is not None and contact["account_id"] != row.current("account_id"):
@@ -574,6 +593,7 @@ def _opportunity_rules(row: Row, context: Context) -> None:
     _owner_from_account(row, context)
     for rule in (_check_closing, _enter_stage, _check_stage_requirements):
         rule(row, context)
+    _check_stage_gates(row, context)
     _check_decision_maker(row, context)
 
 

@@ -505,12 +505,19 @@ def _refuse_missing_fields(
         )
 
 
+def stage_gate_reasons(
+    session: Session, opportunity: Opportunity, stage: PipelineStage
+) -> list[str]:
+    """Return why the registered gates refuse the opportunity entering ``stage``."""
+    return [
+        reason for gate in _stage_gates for reason in gate(session, opportunity, stage)
+    ]
+
+
 def _refuse_by_gates(
     session: Session, opportunity: Opportunity, stage: PipelineStage
 ) -> None:
-    reasons = [
-        reason for gate in _stage_gates for reason in gate(session, opportunity, stage)
-    ]
+    reasons = stage_gate_reasons(session, opportunity, stage)
     if reasons:
         raise InvalidInput(
             f"opportunity {opportunity.external_id}: stage {stage.key} refused: "

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from waggle.core.actor import Actor
 from waggle.core.clock import now
-from waggle.core.db import transaction
+from waggle.core.db import pairs_in, transaction
 from waggle.core.errors import InvalidInput
 from waggle.governance import authorize, record_audit
 from waggle.signals.events import Connector, EventDraft, EventType, RawRecord
@@ -479,7 +479,7 @@ def _held_event_keys(
         part = unique[start : start + _LOOKUP_SLICE]
         rows = session.execute(
             select(BehaviourEvent.source, BehaviourEvent.source_id).where(
-                tuple_(BehaviourEvent.source, BehaviourEvent.source_id).in_(part)
+                pairs_in(BehaviourEvent.source, BehaviourEvent.source_id, part)
             )
         )
         held.update((source, source_id) for source, source_id in rows)
@@ -577,7 +577,7 @@ def _ids_by_key(
     for start in range(0, len(keys), _LOOKUP_SLICE):
         part = keys[start : start + _LOOKUP_SLICE]
         rows = session.execute(
-            select(table.id, *columns).where(tuple_(*columns).in_(part))
+            select(table.id, *columns).where(pairs_in(*columns, part))
         )
         found.update({(first, second): row_id for row_id, first, second in rows})
     return [found[key] for key in keys]

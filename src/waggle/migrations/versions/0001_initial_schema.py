@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 00:28:15.213821
+Create Date: 2026-12-04 00:54:21.455379
 """
 
 from collections.abc import Sequence
@@ -78,6 +78,18 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "channel_settings",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("channel", sa.String(length=20), nullable=False),
+        sa.Column("settings", waggle.core.db.JsonText(), nullable=False),
+        sa.Column("updated_by", sa.String(length=80), nullable=False),
+        sa.Column(
+            "updated_at", waggle.core.db.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_channel_settings")),
+        sa.UniqueConstraint("channel", name=op.f("uq_channel_settings_channel")),
+    )
+    op.create_table(
         "departments",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("code", sa.String(length=40), nullable=False),
@@ -91,6 +103,35 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_departments")),
         sa.UniqueConstraint("code", name=op.f("uq_departments_code")),
     )
+    op.create_table(
+        "experiments",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("key", sa.String(length=80), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("rule_ref", sa.String(length=120), nullable=False),
+        sa.Column("metric", sa.String(length=30), nullable=False),
+        sa.Column("holdout_share", sa.Float(), nullable=False),
+        sa.Column("salt", sa.String(length=64), nullable=False),
+        sa.Column("window_days", sa.Integer(), nullable=False),
+        sa.Column("planned_sample_size", sa.Integer(), nullable=False),
+        sa.Column("minimum_detectable_effect", sa.Float(), nullable=False),
+        sa.Column("confidence_level", sa.Float(), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("created_by", sa.String(length=80), nullable=False),
+        sa.Column(
+            "created_at", waggle.core.db.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "stopped_at", waggle.core.db.UtcDateTime(timezone=True), nullable=True
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_experiments")),
+        sa.UniqueConstraint("key", name=op.f("uq_experiments_key")),
+    )
+    with op.batch_alter_table("experiments", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_experiments_rule_ref"), ["rule_ref"], unique=False
+        )
+
     op.create_table(
         "import_runs",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -192,6 +233,53 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_regions")),
         sa.UniqueConstraint("code", name=op.f("uq_regions_code")),
+    )
+    op.create_table(
+        "rule_engine_cursors",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=40), nullable=False),
+        sa.Column("last_event_id", sa.Integer(), nullable=False),
+        sa.Column(
+            "watermark", waggle.core.db.UtcDateTime(timezone=True), nullable=True
+        ),
+        sa.Column(
+            "updated_at", waggle.core.db.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_rule_engine_cursors")),
+        sa.UniqueConstraint("name", name=op.f("uq_rule_engine_cursors_name")),
+    )
+    op.create_table(
+        "rule_state",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("rule_key", sa.String(length=80), nullable=False),
+        sa.Column("key_id", sa.Integer(), nullable=False),
+        sa.Column("state", waggle.core.db.JsonText(), nullable=False),
+        sa.Column("deadline", sa.Float(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_rule_state")),
+        sa.UniqueConstraint(
+            "rule_key", "key_id", name=op.f("uq_rule_state_rule_key_key_id")
+        ),
+    )
+    with op.batch_alter_table("rule_state", schema=None) as batch_op:
+        batch_op.create_index("ix_rule_state_deadline", ["deadline"], unique=False)
+
+    op.create_table(
+        "rules",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("key", sa.String(length=80), nullable=False),
+        sa.Column("revision", sa.Integer(), nullable=False),
+        sa.Column("definition", waggle.core.db.JsonText(), nullable=False),
+        sa.Column("is_enabled", sa.Boolean(), nullable=False),
+        sa.Column("is_template", sa.Boolean(), nullable=False),
+        sa.Column("updated_by", sa.String(length=80), nullable=False),
+        sa.Column(
+            "created_at", waggle.core.db.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "updated_at", waggle.core.db.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_rules")),
+        sa.UniqueConstraint("key", name=op.f("uq_rules_key")),
     )
     op.create_table(
         "signal_batches",
@@ -416,6 +504,74 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_accounts_public_pool",
             ["is_in_public_pool", "pool_entered_at"],
+            unique=False,
+        )
+
+    op.create_table(
+        "notification_deliveries",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("channel", sa.String(length=20), nullable=False),
+        sa.Column("recipient", sa.String(length=300), nullable=False),
+        sa.Column("employee_id", sa.Integer(), nullable=True),
+        sa.Column("dedup_key", sa.String(length=200), nullable=True),
+        sa.Column("source", sa.String(length=120), nullable=True),
+        sa.Column("title", sa.String(length=300), nullable=False),
+        sa.Column("status", sa.String(length=10), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("error_code", sa.String(length=40), nullable=True),
+        sa.Column("error", sa.String(length=500), nullable=True),
+        sa.Column("platform_message_id", sa.String(length=200), nullable=True),
+        sa.Column(
+            "created_at", waggle.core.db.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "claimed_at", waggle.core.db.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "finished_at", waggle.core.db.UtcDateTime(timezone=True), nullable=True
+        ),
+        sa.ForeignKeyConstraint(
+            ["employee_id"],
+            ["employees.id"],
+            name=op.f("fk_notification_deliveries_employee_id_employees"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_notification_deliveries")),
+        sa.UniqueConstraint(
+            "channel",
+            "dedup_key",
+            name=op.f("uq_notification_deliveries_channel_dedup_key"),
+        ),
+    )
+    with op.batch_alter_table("notification_deliveries", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_notification_deliveries_created", ["created_at"], unique=False
+        )
+
+    op.create_table(
+        "notifications",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("employee_id", sa.Integer(), nullable=False),
+        sa.Column("title", sa.String(length=300), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("link", sa.String(length=1000), nullable=True),
+        sa.Column("locale", sa.String(length=10), nullable=False),
+        sa.Column("dedup_key", sa.String(length=200), nullable=True),
+        sa.Column("source", sa.String(length=120), nullable=True),
+        sa.Column(
+            "created_at", waggle.core.db.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.Column("read_at", waggle.core.db.UtcDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["employee_id"],
+            ["employees.id"],
+            name=op.f("fk_notifications_employee_id_employees"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_notifications")),
+    )
+    with op.batch_alter_table("notifications", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_notifications_inbox",
+            ["employee_id", "read_at", "created_at"],
             unique=False,
         )
 
@@ -816,6 +972,38 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "experiment_exposures",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("experiment_id", sa.Integer(), nullable=False),
+        sa.Column("unit_id", sa.Integer(), nullable=False),
+        sa.Column("arm", sa.String(length=10), nullable=False),
+        sa.Column("rule_ref", sa.String(length=120), nullable=False),
+        sa.Column(
+            "exposed_at", waggle.core.db.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.ForeignKeyConstraint(
+            ["experiment_id"],
+            ["experiments.id"],
+            name=op.f("fk_experiment_exposures_experiment_id_experiments"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["unit_id"],
+            ["opportunities.id"],
+            name=op.f("fk_experiment_exposures_unit_id_opportunities"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_experiment_exposures")),
+        sa.UniqueConstraint(
+            "experiment_id",
+            "unit_id",
+            name=op.f("uq_experiment_exposures_experiment_id_unit_id"),
+        ),
+    )
+    with op.batch_alter_table("experiment_exposures", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_experiment_exposures_arm", ["experiment_id", "arm"], unique=False
+        )
+
+    op.create_table(
         "identity_links",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("platform", sa.String(length=20), nullable=False),
@@ -877,6 +1065,51 @@ def upgrade() -> None:
     with op.batch_alter_table("line_items", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_line_items_opportunity_id"), ["opportunity_id"], unique=False
+        )
+
+    op.create_table(
+        "rule_firings",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("rule_key", sa.String(length=80), nullable=False),
+        sa.Column("rule_version", sa.String(length=16), nullable=False),
+        sa.Column("per", sa.String(length=12), nullable=False),
+        sa.Column("key_id", sa.Integer(), nullable=False),
+        sa.Column("fingerprint", sa.String(length=200), nullable=False),
+        sa.Column(
+            "fired_at", waggle.core.db.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("arm", sa.String(length=10), nullable=True),
+        sa.Column("trigger_event_id", sa.Integer(), nullable=True),
+        sa.Column("opportunity_id", sa.Integer(), nullable=True),
+        sa.Column("account_id", sa.Integer(), nullable=True),
+        sa.Column("actor_id", sa.Integer(), nullable=True),
+        sa.Column("facts", waggle.core.db.JsonText(), nullable=False),
+        sa.Column("explanation", waggle.core.db.JsonText(), nullable=False),
+        sa.Column(
+            "created_at", waggle.core.db.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.ForeignKeyConstraint(
+            ["actor_id"],
+            ["employees.id"],
+            name=op.f("fk_rule_firings_actor_id_employees"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["opportunity_id"],
+            ["opportunities.id"],
+            name=op.f("fk_rule_firings_opportunity_id_opportunities"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_rule_firings")),
+        sa.UniqueConstraint("fingerprint", name=op.f("uq_rule_firings_fingerprint")),
+    )
+    with op.batch_alter_table("rule_firings", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_rule_firings_opportunity_id"),
+            ["opportunity_id"],
+            unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_rule_firings_rule_key"), ["rule_key"], unique=False
         )
 
     op.create_table(
@@ -992,11 +1225,49 @@ def upgrade() -> None:
             unique=False,
         )
 
+    op.create_table(
+        "rule_actions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("firing_id", sa.Integer(), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=20), nullable=False),
+        sa.Column("spec", waggle.core.db.JsonText(), nullable=False),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column(
+            "not_before", waggle.core.db.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("result", waggle.core.db.JsonText(), nullable=True),
+        sa.Column("last_error", sa.String(length=500), nullable=True),
+        sa.Column("done_at", waggle.core.db.UtcDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["firing_id"],
+            ["rule_firings.id"],
+            name=op.f("fk_rule_actions_firing_id_rule_firings"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_rule_actions")),
+        sa.UniqueConstraint(
+            "firing_id", "position", name=op.f("uq_rule_actions_firing_id_position")
+        ),
+    )
+    with op.batch_alter_table("rule_actions", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_rule_actions_due", ["status", "not_before"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_rule_actions_firing_id"), ["firing_id"], unique=False
+        )
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("rule_actions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_rule_actions_firing_id"))
+        batch_op.drop_index("ix_rule_actions_due")
+
+    op.drop_table("rule_actions")
     with op.batch_alter_table("material_views", schema=None) as batch_op:
         batch_op.drop_index("ix_material_views_viewer")
 
@@ -1010,11 +1281,20 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_stage_changes_opportunity_id"))
 
     op.drop_table("stage_changes")
+    with op.batch_alter_table("rule_firings", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_rule_firings_rule_key"))
+        batch_op.drop_index(batch_op.f("ix_rule_firings_opportunity_id"))
+
+    op.drop_table("rule_firings")
     with op.batch_alter_table("line_items", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_line_items_opportunity_id"))
 
     op.drop_table("line_items")
     op.drop_table("identity_links")
+    with op.batch_alter_table("experiment_exposures", schema=None) as batch_op:
+        batch_op.drop_index("ix_experiment_exposures_arm")
+
+    op.drop_table("experiment_exposures")
     with op.batch_alter_table("behaviour_events", schema=None) as batch_op:
         batch_op.drop_index("ix_behaviour_events_opportunity")
         batch_op.drop_index("ix_behaviour_events_match")
@@ -1057,6 +1337,14 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_quotas_owner_id"))
 
     op.drop_table("quotas")
+    with op.batch_alter_table("notifications", schema=None) as batch_op:
+        batch_op.drop_index("ix_notifications_inbox")
+
+    op.drop_table("notifications")
+    with op.batch_alter_table("notification_deliveries", schema=None) as batch_op:
+        batch_op.drop_index("ix_notification_deliveries_created")
+
+    op.drop_table("notification_deliveries")
     with op.batch_alter_table("accounts", schema=None) as batch_op:
         batch_op.drop_index("ix_accounts_public_pool")
         batch_op.drop_index(batch_op.f("ix_accounts_phone_key"))
@@ -1078,6 +1366,12 @@ def downgrade() -> None:
     op.drop_table("employees")
     op.drop_table("signal_sources")
     op.drop_table("signal_batches")
+    op.drop_table("rules")
+    with op.batch_alter_table("rule_state", schema=None) as batch_op:
+        batch_op.drop_index("ix_rule_state_deadline")
+
+    op.drop_table("rule_state")
+    op.drop_table("rule_engine_cursors")
     op.drop_table("regions")
     op.drop_table("products")
     op.drop_table("pipelines")
@@ -1088,7 +1382,12 @@ def downgrade() -> None:
     op.drop_table("merge_records")
     op.drop_table("materials")
     op.drop_table("import_runs")
+    with op.batch_alter_table("experiments", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_experiments_rule_ref"))
+
+    op.drop_table("experiments")
     op.drop_table("departments")
+    op.drop_table("channel_settings")
     with op.batch_alter_table("audit_entries", schema=None) as batch_op:
         batch_op.drop_index("ix_audit_entries_resource_action")
         batch_op.drop_index("ix_audit_entries_occurred_at")
