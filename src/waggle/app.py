@@ -22,6 +22,7 @@ from waggle.governance import configure_policy
 from waggle.governance.audit import checkpoint_job
 from waggle.identity import api as identity_api
 from waggle.rules import api as rules_api
+from waggle.rules import experiments_api
 from waggle.rules.gates import install_stage_gates
 from waggle.rules.live import LiveRules
 from waggle.signals import api as signals_api
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
         *channels_api.routers(),
         *materials_api.routers(),
         *rules_api.routers(),
+        *experiments_api.routers(),
     ]:
         app.include_router(router)
     _install_web(app)

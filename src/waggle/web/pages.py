@@ -20,6 +20,7 @@ from waggle.web import (
     details,
     lists,
     pipeline_form,
+    rules_pages,
     signals_pages,
 )
 from waggle.web.context import (
@@ -53,6 +54,7 @@ def install(app: FastAPI) -> None:
         details,
         pipeline_form,
         signals_pages,
+        rules_pages,
     ):
         app.include_router(module.router)
     _install_error_pages(app)
