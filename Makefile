@@ -11,8 +11,8 @@ install: $(STAMP) $(ASSETS_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --upgrade pip uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
 	touch $(STAMP)
 
 $(ASSETS_STAMP): package.json scripts/vendor-assets.sh
@@ -39,7 +39,7 @@ lint: install
 	$(BIN)/mypy
 
 bench: install services
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev,bench]'
 	$(BIN)/python -m bench
 
 clean:
