@@ -335,3 +335,47 @@ def test_business_hours_deadlines_skip_the_national_day_holiday(
     deadline = business_deadline(start, dt.timedelta(hours=72))
 
     assert deadline == dt.datetime(2025, 10, 14, 9, 0, tzinfo=dt.UTC)
+
+
+def test_a_notification_speaks_the_recipients_language(
+    sessions, org, deal, fixed_clock
+):
+    """A rep whose login is in English gets the rule's name and reason in English."""
+    from waggle.channels.models import Notification
+    from waggle.identity.models import User
+
+    with transaction(sessions) as session:
+        user = session.scalars(select(User).where(User.username == "rep_a1")).one()
+        user.locale = "en"
+        rule = {**OBJECTIONS, "then": [{"notify": {"to": "owner"}}]}
+        save_rule(session, org.actors["manager_a"], rule)
+    push(sessions, 1, 2, 3, fixed_clock=fixed_clock)
+    build_runner(sessions).run_once()
+
+    perform_due_actions(sessions)
+
+    with sessions() as session:
+        note = session.scalars(select(Notification)).one()
+    assert note.title == "Three objections in a week · 华光一期"
+    assert note.body.startswith("fired because: the count of chat message")
+
+
+def test_a_stored_chunk_wakes_the_rules_and_delivers_at_once(
+    sessions, org, deal, fixed_clock
+):
+    """Through the event stream, the notification exists when ingestion returns."""
+    from waggle.channels.models import Notification
+    from waggle.rules.live import LiveRules
+    from waggle.signals.stream import subscribe
+
+    with transaction(sessions) as session:
+        save_rule(session, org.actors["manager_a"], OBJECTIONS)
+    live = LiveRules(sessions)
+    unsubscribe = subscribe(live.on_events)
+    try:
+        push(sessions, 1, 2, 3, fixed_clock=fixed_clock)
+    finally:
+        unsubscribe()
+
+    with sessions() as session:
+        assert count(session, Notification) == 2

@@ -114,6 +114,7 @@ class LiveRules:
         if self._lock.acquire(blocking=False):
             try:
                 self._drain()
+                perform_due_actions(self.sessions)
             finally:
                 self._lock.release()
 
@@ -121,7 +122,7 @@ class LiveRules:
         """Periodic job: catch up on events and fire deadlines that fell due."""
         with self._lock:
             report = self._drain()
-        perform_due_actions(self.sessions)
+            perform_due_actions(self.sessions)
         return report
 
     def _drain(self) -> RunReport:
@@ -254,7 +255,7 @@ def _notify(
     employee_id = _recipient(context, str(spec.get("to", "owner")))
     if employee_id is None:
         raise InvalidInput(f"firing {firing.id}: nobody to notify")
-    locale = "zh-CN"
+    locale = _locale_of(sessions, employee_id)
     title = context.rule_name.get(locale) or next(iter(context.rule_name.values()))
     if context.opportunity_name:
         title = f"{title} · {context.opportunity_name}"
@@ -353,6 +354,17 @@ def _closest_material(
         return shared, material.id
 
     return max(candidates, key=score)
+
+
+def _locale_of(sessions: sessionmaker[Session], employee_id: int) -> str:
+    """Return the language of the employee's login (zh-CN when they have none)."""
+    from waggle.identity.models import User
+
+    with sessions() as session:
+        locale = session.scalar(
+            select(User.locale).where(User.employee_id == employee_id).limit(1)
+        )
+    return locale if locale in ("zh-CN", "en") else "zh-CN"
 
 
 def _message(spec: dict[str, Any], firing: RuleFiring, locale: str) -> str:
