@@ -28,6 +28,7 @@ from waggle.core.errors import (
     WaggleError,
 )
 from waggle.governance import record_denial
+from waggle.governance.masking import mask_record
 from waggle.governance.records import (
     RecordSpec,
     create_record,
@@ -261,7 +262,7 @@ def crud_router(
     @router.post("", status_code=201, summary=f"Create one of {spec.name}")
     def create(body: create_schema, session: SessionDep, actor: ActorDep) -> Any:  # type: ignore[valid-type]
         record = creator(session, actor, body.model_dump(exclude_unset=True))  # type: ignore[attr-defined]
-        return read_schema.model_validate(record)
+        return read_schema.model_validate(_shown(session, actor, spec, record))
 
     @router.post("/bulk", status_code=201, summary=f"Create many {spec.name} at once")
     def bulk_create(
@@ -282,7 +283,10 @@ def crud_router(
                 ) from error
         return {
             "items": [
-                read_schema.model_validate(r).model_dump(mode="json") for r in created
+                read_schema.model_validate(_shown(session, actor, spec, r)).model_dump(
+                    mode="json"
+                )
+                for r in created
             ]
         }
 
@@ -298,9 +302,8 @@ def crud_router(
         actor: ActorDep,
     ) -> Any:
         changes = body.model_dump(exclude_unset=True)  # type: ignore[attr-defined]
-        return read_schema.model_validate(
-            update_record(session, actor, spec, record_id, changes)
-        )
+        record = update_record(session, actor, spec, record_id, changes)
+        return read_schema.model_validate(_shown(session, actor, spec, record))
 
     @router.delete(
         "/{record_id}", status_code=204, summary=f"Delete one of {spec.name}"
@@ -310,3 +313,9 @@ def crud_router(
         return Response(status_code=204)
 
     return router
+
+
+def _shown(session: Session, actor: Actor, spec: RecordSpec[Any], record: Any) -> Any:
+    """Mask a written record for its response, as reads are (an empty PATCH
+    must not reveal what a read would mask)."""
+    return mask_record(session, actor, record, owner_column=spec.owner_column)

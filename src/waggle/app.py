@@ -18,9 +18,11 @@ from waggle.core.settings import Settings, load_settings
 from waggle.crm import api as crm_api
 from waggle.crm.public_pool import sweep_job
 from waggle.governance import api as governance_api
-from waggle.governance import configure_policy
+from waggle.governance import catalogue_api, configure_policy
 from waggle.governance.audit import checkpoint_job
+from waggle.governance.retention import retention_job
 from waggle.identity import api as identity_api
+from waggle.insights import api as insights_api
 from waggle.rules import api as rules_api
 from waggle.rules import experiments_api
 from waggle.rules.gates import install_stage_gates
@@ -74,11 +76,13 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
         *identity_api.routers(),
         *crm_api.routers(),
         *governance_api.routers(),
+        *catalogue_api.routers(settings),
         *signals_api.routers(),
         *channels_api.routers(),
         *materials_api.routers(),
         *rules_api.routers(),
         *experiments_api.routers(),
+        *insights_api.routers(),
     ]:
         app.include_router(router)
     _install_web(app)
@@ -90,6 +94,7 @@ def periodic_jobs(sessions: sessionmaker[Session], settings: Settings) -> JobRun
     runner = JobRunner(sessions)
     runner.add("public-pool-sweep", dt.timedelta(hours=1), sweep_job(settings))
     runner.add("audit-checkpoint", dt.timedelta(minutes=15), checkpoint_job(settings))
+    runner.add("retention-sweep", dt.timedelta(days=1), retention_job())
     runner.add("signals-crm", dt.timedelta(seconds=10), signals_jobs.sync_crm_changes)
     runner.add("signals-pull", dt.timedelta(minutes=1), signals_jobs.sync_pull_sources)
     runner.add("signals-rematch", dt.timedelta(minutes=5), signals_jobs.rematch_job())

@@ -207,6 +207,7 @@ def _load_extensions() -> None:
     from waggle.crm.cli import register_commands as crm_commands
     from waggle.demo.cli import register_commands as demo_commands
     from waggle.governance.cli import register_commands as governance_commands
+    from waggle.insights.cli import register_commands as insights_commands
     from waggle.rules.cli import register_commands as rules_commands
     from waggle.signals.cli import register_commands as signals_commands
 
@@ -216,6 +217,7 @@ def _load_extensions() -> None:
         governance_commands,
         signals_commands,
         rules_commands,
+        insights_commands,
     )
     for extension in extensions:
         register(extension)

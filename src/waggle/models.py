@@ -7,6 +7,7 @@ def load_all_models() -> None:
     import waggle.crm.models
     import waggle.governance.models
     import waggle.identity.models
+    import waggle.insights.models
     import waggle.rules.experiment_models
     import waggle.rules.models
     import waggle.signals.models  # noqa: F401

@@ -31,6 +31,7 @@ class Settings:
     public_pool_claim_cap: int = 50
     public_pool_file: Path | None = None
     policy_file: Path | None = None
+    catalogue_file: Path | None = None
     stage_gates_file: Path | None = None  # None: stage moves are not gated
     crypto_suite: str = "gm"
     extra: dict[str, str] = field(default_factory=dict)
@@ -57,6 +58,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         public_pool_claim_cap=int(source.get("WAGGLE_PUBLIC_POOL_CLAIM_CAP", "50")),
         public_pool_file=Path(pool_file) if pool_file else None,
         policy_file=Path(policy_file) if policy_file else None,
+        catalogue_file=Path(v) if (v := source.get("WAGGLE_CATALOGUE_FILE")) else None,
         stage_gates_file=None if gates_file == "none" else Path(gates_file),
         crypto_suite=source.get("WAGGLE_CRYPTO_SUITE", "gm"),
     )

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import ColumnElement, Select, null, select
 from sqlalchemy.orm import Session
 
 from waggle.core.actor import Actor
@@ -23,6 +23,7 @@ from waggle.crm.layouts import chunked, layout_for
 from waggle.crm.service import ACCOUNTS, CONTACTS, OPPORTUNITIES, PRODUCTS
 from waggle.crm.tabular import Cell, write_table
 from waggle.governance import authorize, record_audit
+from waggle.governance.masking import RowMasker, row_masker, table_name
 from waggle.governance.records import RecordSpec, visible_condition
 from waggle.identity.orgchart import DEPARTMENTS, EMPLOYEES, REGIONS
 
@@ -77,10 +78,13 @@ def export_records(
     """
     layout = layout_for(resource)
     scope = authorize(session, actor, "export", resource)
-    condition = visible_condition(session, actor, RECORD_SPECS[resource], scope)
-    statement, kinds = _statement(session, layout, condition)
+    spec = RECORD_SPECS[resource]
+    condition = visible_condition(session, actor, spec, scope)
+    statement, kinds = _statement(session, layout, condition, owner=spec.owner_column)
+    # Masked as reads are: a field the actor may not see whole is masked here too.
+    mask = row_masker(session, actor, table_name(layout.model))
     record_ids: list[int] = []
-    rows = _cells(session, statement, kinds, record_ids, progress)
+    rows = _cells(session, statement, kinds, record_ids, progress, mask=mask)
     count = write_table(
         target, list(layout.order), rows, file_format=file_format, encoding=encoding
     )
@@ -95,11 +99,15 @@ def export_records(
 
 
 def _statement(
-    session: Session, layout: Layout, condition: ColumnElement[bool]
+    session: Session,
+    layout: Layout,
+    condition: ColumnElement[bool],
+    *,
+    owner: str | None = None,
 ) -> tuple[Select[Any], list[Kind]]:
-    """Select the layout's columns, joining referenced tables for their keys."""
+    """Select id, owner and the layout's columns, joining referenced tables."""
     table = layout.model.__table__
-    columns: list[Any] = [table.c.id]
+    columns: list[Any] = [table.c.id, table.c[owner] if owner else null()]
     kinds: list[Kind] = []
     source: Any = table
     by_column = {column.name: column for column in layout.columns}
@@ -126,13 +134,20 @@ def _cells(
     kinds: list[Kind],
     record_ids: list[int],
     progress: Progress | None,
+    *,
+    mask: RowMasker | None = None,
 ) -> Iterator[list[Cell]]:
     result = session.execute(statement.execution_options(yield_per=FETCH_ROWS))
+    names = [column.name for column in list(statement.selected_columns)[2:]]
     for record in result:
         record_ids.append(record[0])
+        values = list(record[2:])
+        if mask is not None:
+            # Reference columns are labelled with the layout's name, which is
+            # never a column of this table, so they pass unmasked.
+            values = [mask(record[1], n, v) for n, v in zip(names, values, strict=True)]
         yield [
-            format_value(kind, value)
-            for kind, value in zip(kinds, record[1:], strict=True)
+            format_value(kind, value) for kind, value in zip(kinds, values, strict=True)
         ]
         if progress is not None and len(record_ids) % FETCH_ROWS == 0:
             progress(len(record_ids), None)

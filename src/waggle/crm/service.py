@@ -47,6 +47,7 @@ from waggle.crm.models import (
 )
 from waggle.crm.pipelines import default_pipeline
 from waggle.governance import authorize, ensure_in_scope, record_audit, row_filter
+from waggle.governance.masking import mask_records
 from waggle.governance.records import RecordSpec, create_record, update_record
 from waggle.identity.models import Employee, Region
 
@@ -687,11 +688,18 @@ def opportunity_timeline(
     changes = stage_history(session, actor, opportunity_id)
     stages = {stage.id: stage for stage in session.scalars(select(PipelineStage))}
     scope = authorize(session, actor, "read", "activities")
-    activities = session.scalars(
-        select(Activity).where(
-            Activity.opportunity_id == opportunity_id,
-            row_filter(session, actor, scope, Activity.owner_id),
-        )
+    activities, _ = mask_records(
+        session,
+        actor,
+        list(
+            session.scalars(
+                select(Activity).where(
+                    Activity.opportunity_id == opportunity_id,
+                    row_filter(session, actor, scope, Activity.owner_id),
+                )
+            )
+        ),
+        owner_column="owner_id",
     )
     entries: list[dict[str, Any]] = [
         {

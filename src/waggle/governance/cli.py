@@ -10,11 +10,13 @@ import typer
 
 from waggle.core.errors import InvalidInput, NotFound, WaggleError
 from waggle.core.settings import load_settings
+from waggle.governance.rls_cli import rls_app
 
 governance_app = typer.Typer(help="Data sovereignty: keys and signed exports.")
 keys_app = typer.Typer(help="Signing keys kept under the data directory.")
 governance_app.add_typer(keys_app, name="keys")
 audit_app = typer.Typer(help="The tamper-evident audit log: verify, checkpoint.")
+governance_app.add_typer(rls_app, name="rls")
 
 Suite = Annotated[str, typer.Option(help="gm (SM2/SM3/SM4) or intl (Ed25519/SHA-256).")]
 
@@ -24,6 +26,12 @@ def register_commands(app: typer.Typer) -> None:
     app.command("verify")(verify)
     app.add_typer(governance_app, name="governance")
     app.add_typer(audit_app, name="audit")
+    from waggle.governance.drill_cli import drill
+
+    app.command("drill")(drill)
+    from waggle.governance.retention_cli import register_retention_commands
+
+    register_retention_commands(governance_app)
 
 
 def verify(

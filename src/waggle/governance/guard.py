@@ -19,6 +19,7 @@ from waggle.core.actor import Actor
 from waggle.core.clock import now
 from waggle.core.errors import PolicyDenied
 from waggle.governance.chain import stage_entry
+from waggle.governance.duties import ensure_duties_separated
 from waggle.governance.models import AuditEntry
 from waggle.governance.policy import Policy, load_policy
 
@@ -41,7 +42,8 @@ def authorize(session: Session, actor: Actor, action: str, resource: str) -> str
     """Check that ``actor`` may do ``action`` on ``resource``; return the row scope.
 
     Raises:
-        PolicyDenied: no role of the actor allows the action.
+        PolicyDenied: no role of the actor allows the action, or the actor's
+            roles break separation of duties for it.
     """
     policy = active_policy()
     if not actor.roles & policy.roles_allowed(resource, action):
@@ -50,6 +52,7 @@ def authorize(session: Session, actor: Actor, action: str, resource: str) -> str
             action=action,
             resource=resource,
         )
+    ensure_duties_separated(actor, action, resource)
     rule = policy.resources[resource]
     return policy.widest_scope(actor.roles) if rule.is_owned else "all"
 

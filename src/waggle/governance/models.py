@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from waggle.core.clock import now
 from waggle.core.db import Base, JsonText, UtcDateTime
+from waggle.governance.field_crypto import EncryptedText
 
 
 class AuditEntry(Base):
@@ -76,3 +77,110 @@ class AuditCheckpoint(Base):
     signed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     key_fingerprint: Mapped[str] = mapped_column(String(120))
     signature: Mapped[str] = mapped_column(Text)
+
+
+class RetentionTombstone(Base):
+    """What one retention rule did to one record: never the content it removed.
+
+    ``removed`` names the fields emptied (``text``, ``attributes.subject``,
+    ``payload``); a read-only rule removes nothing and says why in ``detail``.
+    One row per rule and record makes the sweep idempotent.
+    """
+
+    __tablename__ = "retention_tombstones"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True
+    )
+    rule_id: Mapped[str] = mapped_column(String(60))
+    resource: Mapped[str] = mapped_column(String(60))
+    record_id: Mapped[int] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(String(20))
+    removed: Mapped[list[str]] = mapped_column(JsonText, default=list)
+    detail: Mapped[str | None] = mapped_column(String(300))
+    applied_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=now)
+
+    __table_args__ = (UniqueConstraint("rule_id", "resource", "record_id"),)
+
+
+class FieldDataKey(Base):
+    """A data key of field encryption, wrapped by the instance's master key.
+
+    Shredding clears ``wrapped``: every value sealed under the key is then
+    unreadable for good (crypto-shredding). ``status`` is active (new writes),
+    retired (decrypt only) or shredded.
+    """
+
+    __tablename__ = "field_data_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    suite: Mapped[str] = mapped_column(String(8))
+    master_key_id: Mapped[str] = mapped_column(String(32))
+    wrapped: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(12))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=now)
+    retired_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    shredded_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class SealedValue(Base):
+    """A secret-grade field value of some record, encrypted at rest.
+
+    ``resource`` and ``record_id`` name the record (``accounts`` 12), ``field``
+    the field (``bank_account``); ``value`` holds an envelope, never plaintext.
+    """
+
+    __tablename__ = "sealed_values"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    resource: Mapped[str] = mapped_column(String(60))
+    record_id: Mapped[int] = mapped_column(BigInteger)
+    field: Mapped[str] = mapped_column(String(60))
+    value: Mapped[str] = mapped_column(EncryptedText("sealed_values.value"))
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        UtcDateTime, default=now, onupdate=now
+    )
+
+    __table_args__ = (UniqueConstraint("resource", "record_id", "field"),)
+
+
+class CatalogueOverride(Base):
+    """The data owner's change to one field's classification (wins over the file)."""
+
+    __tablename__ = "catalogue_overrides"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    table_name: Mapped[str] = mapped_column(String(80))
+    column_name: Mapped[str] = mapped_column(String(80))
+    level: Mapped[str] = mapped_column(String(20))
+    grade: Mapped[str] = mapped_column(String(20))
+    is_personal: Mapped[bool] = mapped_column(default=False)
+    is_sensitive_personal: Mapped[bool] = mapped_column(default=False)
+    mask_format: Mapped[str] = mapped_column(String(20), default="text")
+    updated_by: Mapped[str] = mapped_column(String(80))
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=now)
+
+    __table_args__ = (UniqueConstraint("table_name", "column_name"),)
+
+
+class AggregateQuery(Base):
+    """One answered aggregate query: the row ids behind each group it released.
+
+    Kept per user so that a later query whose groups differ from these by fewer
+    than k rows (a differencing attack) can be refused.
+    """
+
+    __tablename__ = "aggregate_queries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    username: Mapped[str] = mapped_column(String(80))
+    resource: Mapped[str] = mapped_column(String(60))
+    measure: Mapped[str] = mapped_column(String(60))
+    groups: Mapped[list[list[int]]] = mapped_column(JsonText, default=list)
+    asked_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=now)
+
+    __table_args__ = (
+        Index("ix_aggregate_queries_user_resource", "username", "resource"),
+    )

@@ -6,11 +6,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources as package_files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from waggle.core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from waggle.governance.aggregates import AggregateRules
+    from waggle.governance.masking import MaskingRules
 
 SCOPE_ORDER = ("none", "own", "team", "region", "all")
 ACTIONS = (
@@ -40,6 +44,10 @@ class Policy:
     row_scopes: dict[str, str]
     resources: dict[str, ResourceRule]
     version: str
+    # Optional sections; None when the document has none (see masking.py and
+    # aggregates.py for what applies then).
+    masking: MaskingRules | None = None
+    aggregates: AggregateRules | None = None
 
     def roles_allowed(self, resource: str, action: str) -> frozenset[str]:
         rule = self.resources.get(resource)
@@ -75,7 +83,17 @@ def parse_policy(document: dict[str, Any], *, version: str) -> Policy:
         resources[name] = ResourceRule(
             is_owned=bool(body.get("owned")), allowed=allowed
         )
-    return Policy(row_scopes=row_scopes, resources=resources, version=version)
+    # Imported here: both modules read the loaded policy through the guard.
+    from waggle.governance.aggregates import parse_aggregates
+    from waggle.governance.masking import parse_masking
+
+    return Policy(
+        row_scopes=row_scopes,
+        resources=resources,
+        version=version,
+        masking=parse_masking(document.get("masking")),
+        aggregates=parse_aggregates(document.get("aggregates")),
+    )
 
 
 @lru_cache(maxsize=8)

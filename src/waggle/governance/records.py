@@ -35,6 +35,8 @@ from waggle.core.actor import Actor
 from waggle.core.db import Base
 from waggle.core.errors import Conflict, InvalidInput, NotFound
 from waggle.governance.guard import authorize, ensure_in_scope, record_audit, row_filter
+from waggle.governance.masking import guard_masked_condition, mask_records, table_name
+from waggle.governance.retention import ensure_writable
 
 ModelT = TypeVar("ModelT", bound=Base)
 Values = dict[str, Any]
@@ -114,10 +116,18 @@ def get_record(
     _check_owner(
         session, actor, spec, scope, _owner_of(spec, record), "read", record_id
     )
-    record_audit(
-        session, actor, action="read", resource=spec.name, record_ids=[record_id]
+    shown, detail = mask_records(
+        session, actor, [record], owner_column=spec.owner_column
     )
-    return record
+    record_audit(
+        session,
+        actor,
+        action="read",
+        resource=spec.name,
+        record_ids=[record_id],
+        detail=detail,
+    )
+    return shown[0]
 
 
 def list_records(
@@ -142,7 +152,8 @@ def list_records(
     """
     scope = authorize(session, actor, "read", spec.name)
     statement = select(spec.model).where(visible_condition(session, actor, spec, scope))
-    statement = _apply_filters(statement, spec, filters or {}, search)
+    guard = _masked_guard(session, actor, spec)
+    statement = _apply_filters(statement, spec, filters or {}, search, guard=guard)
     if extra_condition is not None:
         statement = statement.where(extra_condition)
     if spec.list_condition is not None:
@@ -158,14 +169,34 @@ def list_records(
     if len(items) > _page_size(limit):
         items = items[: _page_size(limit)]
         next_cursor = _encode_cursor(getattr(items[-1], sort_key), _id(items[-1]))
+    record_ids = [_id(i) for i in items]
+    items, detail = mask_records(session, actor, items, owner_column=spec.owner_column)
     record_audit(
         session,
         actor,
         action="read",
         resource=spec.name,
-        record_ids=[_id(i) for i in items],
+        record_ids=record_ids,
+        detail=detail,
     )
     return Page(items=items, next_cursor=next_cursor)
+
+
+Guard = Callable[[str, ColumnElement[bool]], ColumnElement[bool]]
+
+
+def _masked_guard(session: Session, actor: Actor, spec: RecordSpec[Any]) -> Guard:
+    """Keep filters and searches on masked fields to rows the actor sees in full."""
+    owner = spec.column(spec.owner_column) if spec.owner_column else None
+    table = table_name(spec.model)
+
+    def guard(name: str, condition: ColumnElement[bool]) -> ColumnElement[bool]:
+        column = spec.column(name).property.columns[0].name
+        return guard_masked_condition(
+            session, actor, table, column, condition, owner=owner
+        )
+
+    return guard
 
 
 def visible_condition(
@@ -194,6 +225,7 @@ def update_record(
     _check_owner(
         session, actor, spec, scope, _owner_of(spec, record), "update", record_id
     )
+    _check_retention(session, actor, spec, record, "update", record_id)
     frozen = sorted(set(changes) & spec.immutable)
     if frozen:
         raise InvalidInput(
@@ -230,6 +262,7 @@ def delete_record(
     _check_owner(
         session, actor, spec, scope, _owner_of(spec, record), "delete", record_id
     )
+    _check_retention(session, actor, spec, record, "delete", record_id)
     session.delete(record)
     _flush(session, spec)
     record_audit(
@@ -270,6 +303,25 @@ def _check_owner(
     )
 
 
+def _check_retention(
+    session: Session,
+    actor: Actor,
+    spec: RecordSpec[Any],
+    record: Any,
+    action: str,
+    record_id: int,
+) -> None:
+    # Read-only retention rules (a departed owner's records) bind every write.
+    ensure_writable(
+        session,
+        actor,
+        resource=spec.name,
+        record_id=record_id,
+        owner_id=_owner_of(spec, record),
+        action=action,
+    )
+
+
 def _assign(record: Any, changes: Values) -> list[str]:
     changed = []
     for name, value in changes.items():
@@ -299,6 +351,8 @@ def _apply_filters(
     spec: RecordSpec[Any],
     filters: Mapping[str, Any],
     search: str | None,
+    *,
+    guard: Guard = lambda _name, condition: condition,
 ) -> Select[Any]:
     for name, value in filters.items():
         if name not in spec.filters:
@@ -307,13 +361,18 @@ def _apply_filters(
                 f"filters are {', '.join(spec.filters) or 'none'}"
             )
         if value is not None:
-            statement = statement.where(spec.column(name) == value)
+            statement = statement.where(guard(name, spec.column(name) == value))
     if search:
         if not spec.search_columns:
             return statement.where(false())
         pattern = f"%{search}%"
         statement = statement.where(
-            or_(*(spec.column(name).ilike(pattern) for name in spec.search_columns))
+            or_(
+                *(
+                    guard(name, spec.column(name).ilike(pattern))
+                    for name in spec.search_columns
+                )
+            )
         )
     return statement
 

@@ -16,6 +16,7 @@ from waggle.core.actor import Actor
 from waggle.core.clock import as_utc, now
 from waggle.core.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from waggle.governance import authorize, record_audit
+from waggle.governance.duties import ensure_role_combination
 from waggle.identity.models import ApiToken, Employee, Role, User, UserRole
 from waggle.identity.passwords import hash_password, verify_password
 
@@ -49,10 +50,12 @@ def create_user(
 
     Raises:
         InvalidInput: unknown role, short password or unknown employee.
-        Conflict: the username is taken.
+        Conflict: the username is taken, or the roles break separation of
+            duties (code ``separation_of_duties``).
     """
     authorize(session, actor, "create", "users")
     _check_new_user(username, password, roles)
+    ensure_role_combination(roles, username=username)
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise Conflict(f"user {username!r} already exists")
     employee_id = _employee_id(session, employee_external_id)
@@ -136,6 +139,7 @@ def update_user(
     Raises:
         NotFound: no user has that id.
         InvalidInput: unknown roles or a short password.
+        Conflict: the roles break separation of duties.
     """
     authorize(session, actor, "update", "users")
     user = _load_user(session, user_id)
@@ -143,6 +147,7 @@ def update_user(
     if "roles" in changes:
         roles = sorted(set(changes["roles"]))
         _check_new_user(user.username, "x" * MIN_PASSWORD_LENGTH, roles)
+        ensure_role_combination(roles, username=user.username)
         if roles != user.role_names:
             user.roles = [UserRole(role=role) for role in roles]
             changed.append("roles")

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import waggle.core.db
+import waggle.governance.field_crypto
 
 ${imports if imports else ""}
 revision: str = ${repr(up_revision)}

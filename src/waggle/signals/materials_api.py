@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import secrets
+import threading
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -395,11 +396,18 @@ async def _bounded_body(request: Request) -> bytes | None:
     return body
 
 
+_BEACON_LOCK = threading.Lock()
+
+
 def _record_beacon(request: Request, token: str, body: bytes) -> Response:
     cookie = request.cookies.get(VIEWER_COOKIE)
     try:
         fields = _beacon_json(body)
-        with transaction(_sessions(request)) as session:
+        # SQLite ignores FOR UPDATE: two beacons of one view in flight at once
+        # (the periodic one and the hidden tab's) would both read the old dwell
+        # and one addition would be lost. One lock per process serialises them;
+        # PostgreSQL also locks the row.
+        with _BEACON_LOCK, transaction(_sessions(request)) as session:
             materials.record_beacon(session, token, fields, viewer_key=cookie)
     except BeaconLimitExceeded as error:
         return _error(429, error.code, error.message)

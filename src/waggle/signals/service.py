@@ -25,6 +25,7 @@ from waggle.core.errors import Conflict, InvalidInput, NotFound
 from waggle.crm.models import Account
 from waggle.governance import authorize, record_audit, row_filter
 from waggle.governance.guard import ensure_in_scope
+from waggle.governance.masking import mask_records
 from waggle.signals.connectors import build_connector, connector_names
 from waggle.signals.events import EventType
 from waggle.signals.ingest import RESOURCE as EVENTS
@@ -440,13 +441,15 @@ def list_events(
             query = query.where(column == value)
     if before_id is not None:
         query = query.where(BehaviourEvent.id < before_id)
-    events = list(session.scalars(query))
+    found = list(session.scalars(query))
+    events, detail = mask_records(session, actor, found, owner_column="actor_id")
     record_audit(
         session,
         actor,
         action="read",
         resource=EVENTS,
         record_ids=[event.id for event in events],
+        detail=detail,
     )
     return events
 
@@ -471,8 +474,16 @@ def get_event(session: Session, actor: Actor, event_id: int) -> BehaviourEvent:
         resource=EVENTS,
         record_id=event_id,
     )
-    record_audit(session, actor, action="read", resource=EVENTS, record_ids=[event_id])
-    return event
+    (shown,), detail = mask_records(session, actor, [event], owner_column="actor_id")
+    record_audit(
+        session,
+        actor,
+        action="read",
+        resource=EVENTS,
+        record_ids=[event_id],
+        detail=detail,
+    )
+    return shown
 
 
 def create_link(

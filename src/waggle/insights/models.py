@@ -1,0 +1,80 @@
+"""Insights tables: model versions (the registry) and opportunity scores.
+
+A model version holds everything needed to reproduce its predictions (the
+naive-Bayes counts, the bucketing it expects, its calibration check) in
+``parameters``; every stored score names the version that produced it, so a
+figure shown last month can still be traced to the model behind it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from waggle.core.clock import now
+from waggle.core.db import Base, JsonText, UtcDateTime
+
+
+class ModelKind(enum.StrEnum):
+    """What a model version is: the trained win model or the stage fallback."""
+
+    WIN_NAIVE_BAYES = "win_naive_bayes"
+    STAGE_DEFAULT = "stage_default"
+
+
+class ModelStatus(enum.StrEnum):
+    CHAMPION = "champion"
+    CHALLENGER = "challenger"
+    RETIRED = "retired"
+
+
+class ModelVersion(Base):
+    """One trained (or rule-based) model with the facts of its training."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    version: Mapped[str] = mapped_column(String(80), unique=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    trained_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=now)
+    cutoff: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    won_count: Mapped[int] = mapped_column(Integer, default=0)
+    lost_count: Mapped[int] = mapped_column(Integer, default=0)
+    parameters: Mapped[dict[str, object]] = mapped_column(JsonText, default=dict)
+    status: Mapped[str] = mapped_column(String(12), default=ModelStatus.CHALLENGER)
+    approved_by: Mapped[str | None] = mapped_column(String(80))
+    created_by: Mapped[str] = mapped_column(String(80))
+
+    __table_args__ = (Index("ix_model_versions_kind_status", "kind", "status"),)
+
+
+class OpportunityScore(Base):
+    """One scoring of one opportunity; ``is_latest`` marks the current one.
+
+    ``manual_probability`` is the rep's own figure at scoring time, copied
+    beside the model's and never changed by it.
+    """
+
+    __tablename__ = "opportunity_scores"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    opportunity_id: Mapped[int] = mapped_column(ForeignKey("opportunities.id"))
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    probability: Mapped[float] = mapped_column(Float)
+    health: Mapped[int] = mapped_column(Integer)
+    manual_probability: Mapped[int | None] = mapped_column(Integer)
+    factors: Mapped[list[dict[str, object]]] = mapped_column(JsonText, default=list)
+    levels: Mapped[dict[str, str]] = mapped_column(JsonText, default=dict)
+    note: Mapped[str | None] = mapped_column(String(300))
+    as_of: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    computed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=now)
+    is_latest: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    __table_args__ = (
+        Index("ix_opportunity_scores_latest", "opportunity_id", "is_latest"),
+        Index("ix_opportunity_scores_model", "model_version_id"),
+    )
