@@ -131,20 +131,16 @@ def log_opportunity_activity(
     opportunity_id: int, page: FormPageDep, session: SessionDep, form: FormDep
 ) -> Response:
     """Log a call, visit or note on the opportunity (and so on its account)."""
-    get_record(session, page.actor, OPPORTUNITIES, opportunity_id)
-    try:
-        values = {**activity_values(form), "opportunity_id": opportunity_id}
-        create_record(session, page.actor, ACTIVITIES, values)
-    except WaggleError as error:
-        abandon(session, page.actor, error)
-        return _opportunity_view(
-            page,
-            session,
-            opportunity_id,
-            error=describe_error(page.t, error),
-            status_code=status_for(error),
-        )
-    return RedirectResponse(f"/opportunities/{opportunity_id}?done=logged", 303)
+    return _log_activity(
+        page,
+        session,
+        form,
+        spec=OPPORTUNITIES,
+        record_id=opportunity_id,
+        field="opportunity_id",
+        view=_opportunity_view,
+        path=f"/opportunities/{opportunity_id}",
+    )
 
 
 @router.post("/accounts/{account_id}/activities")
@@ -152,20 +148,45 @@ def log_account_activity(
     account_id: int, page: FormPageDep, session: SessionDep, form: FormDep
 ) -> Response:
     """Log a call, visit or note on the account."""
-    get_record(session, page.actor, ACCOUNTS, account_id)
+    return _log_activity(
+        page,
+        session,
+        form,
+        spec=ACCOUNTS,
+        record_id=account_id,
+        field="account_id",
+        view=_account_view,
+        path=f"/accounts/{account_id}",
+    )
+
+
+def _log_activity(
+    page: Any,
+    session: Any,
+    form: Any,
+    *,
+    spec: Any,
+    record_id: int,
+    field: str,
+    view: Any,
+    path: str,
+) -> Response:
+    """Create the activity on the record, or show the record's page with why not."""
+    get_record(session, page.actor, spec, record_id)
     try:
-        values = {**activity_values(form), "account_id": account_id}
+        values = {**activity_values(form), field: record_id}
         create_record(session, page.actor, ACTIVITIES, values)
     except WaggleError as error:
         abandon(session, page.actor, error)
-        return _account_view(
+        response: Response = view(
             page,
             session,
-            account_id,
+            record_id,
             error=describe_error(page.t, error),
             status_code=status_for(error),
         )
-    return RedirectResponse(f"/accounts/{account_id}?done=logged", 303)
+        return response
+    return RedirectResponse(f"{path}?done=logged", 303)
 
 
 def activity_values(form: FormData) -> dict[str, Any]:
