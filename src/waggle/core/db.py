@@ -110,7 +110,13 @@ def make_engine(url: str, **options: Any) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30}, **options)
         event.listen(engine, "connect", _configure_sqlite)
         return engine
-    return create_engine(url, pool_pre_ping=True, **options)
+    # No server-side prepared statements: PostgreSQL's generic plan for
+    # ``key = $1 AND other = ANY(...)`` look-ups can scan the whole index
+    # prefix, while a plan for the actual values seeks each one.
+    connect_args = {"prepare_threshold": None} if "+psycopg" in url else {}
+    return create_engine(
+        url, pool_pre_ping=True, connect_args=connect_args, **options
+    )
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
