@@ -12,7 +12,9 @@ install: $(STAMP) $(ASSETS_STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+	# --compile-bytecode as pip does: compiling at import time would raise the
+	# SyntaxWarnings of old packages (jieba), which the tests turn into errors.
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[dev]'
 	touch $(STAMP)
 
 $(ASSETS_STAMP): package.json scripts/vendor-assets.sh
@@ -39,7 +41,7 @@ lint: install
 	$(BIN)/mypy
 
 bench: install services
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev,bench]'
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[dev,bench]'
 	$(BIN)/python -m bench
 
 clean:
