@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from waggle.core.clock import now
@@ -399,12 +399,6 @@ def _after_quiet_hours(rule: Rule, instant: dt.datetime) -> dt.datetime:
     return resume.astimezone(dt.UTC) if inside else instant
 
 
-def reset_engine(session: Session, name: str = LIVE) -> None:
-    """Forget the engine's state and cursor (events are read again from the start)."""
-    session.execute(delete(RuleStateRow))
-    session.execute(delete(EngineCursor).where(EngineCursor.name == name))
-
-
 __all__ = [
     "ACT_WINDOW",
     "DatabaseFacts",
@@ -413,7 +407,6 @@ __all__ = [
     "enabled_rules",
     "engine_event",
     "load_states",
-    "reset_engine",
     "save_states",
     "store_firings",
 ]

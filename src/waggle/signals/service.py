@@ -40,6 +40,7 @@ from waggle.signals.models import (
     QuarantineStatus,
     SignalSource,
 )
+from waggle.signals.models import RawRecord as RawRow
 from waggle.signals.trackers import default_engine
 
 logger = logging.getLogger(__name__)
@@ -343,14 +344,7 @@ def raw_payload(session: Session, actor: Actor, quarantine_id: int) -> bytes:
     record_audit(
         session, actor, action="read", resource=QUARANTINE, record_ids=[entry.id]
     )
-    return entry_payload(session, entry)
-
-
-def entry_payload(session: Session, entry: QuarantinedRecord) -> bytes:
-    from waggle.signals.models import RawRecord as RawRow
-
-    raw = session.get_one(RawRow, entry.raw_id)
-    return raw.payload
+    return session.get_one(RawRow, entry.raw_id).payload
 
 
 def open_quarantine_groups(

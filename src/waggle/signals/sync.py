@@ -23,10 +23,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from waggle.core.actor import Actor
 from waggle.core.clock import now
 from waggle.core.db import transaction
-from waggle.core.errors import NotFound, UpstreamFailure
+from waggle.core.errors import UpstreamFailure
 from waggle.signals.events import PullSource, RawRecord
 from waggle.signals.ingest import BatchReport, Pipeline, ingest_batch
 from waggle.signals.models import BehaviourEvent, SignalSource
+from waggle.signals.service import source_named
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def sync_source(
 
 def _start_attempt(sessions: sessionmaker[Session], name: str) -> str | None:
     with transaction(sessions) as session:
-        source = _source(session, name)
+        source = source_named(session, name)
         source.last_attempt_at = now()
         return source.cursor
 
@@ -136,7 +137,7 @@ def _record_failure(
     policy: RetryPolicy,
 ) -> None:
     with transaction(sessions) as session:
-        source = _source(session, name)
+        source = source_named(session, name)
         source.error_count += 1
         source.consecutive_failures += 1
         source.last_error = error.message[:500]
@@ -155,7 +156,7 @@ def _record_success(
     report: BatchReport,
 ) -> None:
     with transaction(sessions) as session:
-        source = _source(session, name)
+        source = source_named(session, name)
         source.cursor = cursor
         source.last_success_at = now()
         source.consecutive_failures = 0
@@ -174,13 +175,6 @@ def _newest_event(session: Session, batch_id: int) -> dt.datetime | None:
         )
     )
     return newest
-
-
-def _source(session: Session, name: str) -> SignalSource:
-    source = session.scalar(select(SignalSource).where(SignalSource.name == name))
-    if source is None:
-        raise NotFound(f"signal source {name!r} does not exist", source=name)
-    return source
 
 
 def is_due(source: SignalSource, at: dt.datetime) -> bool:
