@@ -18,11 +18,12 @@ from waggle.core.settings import Settings, load_settings
 from waggle.crm import api as crm_api
 from waggle.crm.public_pool import sweep_job
 from waggle.governance import api as governance_api
-from waggle.governance import catalogue_api, configure_policy
+from waggle.governance import catalogue_api, configure_policy, lineage_api
 from waggle.governance.audit import checkpoint_job
 from waggle.governance.retention import retention_job
 from waggle.identity import api as identity_api
 from waggle.insights import api as insights_api
+from waggle.insights import forecast_api, lifecycle_api
 from waggle.rules import api as rules_api
 from waggle.rules import experiments_api
 from waggle.rules.gates import install_stage_gates
@@ -83,6 +84,9 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
         *rules_api.routers(),
         *experiments_api.routers(),
         *insights_api.routers(),
+        *lifecycle_api.routers(),
+        *forecast_api.routers(),
+        *lineage_api.routers(),
     ]:
         app.include_router(router)
     _install_web(app)

@@ -5,8 +5,10 @@ def load_all_models() -> None:
     """Import each context's ``models`` module (registers its tables on ``Base``)."""
     import waggle.channels.models
     import waggle.crm.models
+    import waggle.governance.lineage_models
     import waggle.governance.models
     import waggle.identity.models
+    import waggle.insights.forecast_models
     import waggle.insights.models
     import waggle.rules.experiment_models
     import waggle.rules.models

@@ -114,9 +114,7 @@ def make_engine(url: str, **options: Any) -> Engine:
     # ``key = $1 AND other = ANY(...)`` look-ups can scan the whole index
     # prefix, while a plan for the actual values seeks each one.
     connect_args = {"prepare_threshold": None} if "+psycopg" in url else {}
-    return create_engine(
-        url, pool_pre_ping=True, connect_args=connect_args, **options
-    )
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **options)
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:

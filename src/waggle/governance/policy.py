@@ -26,6 +26,7 @@ ACTIONS = (
     "export",
     "verify",
     "checkpoint",
+    "approve",
 )
 
 

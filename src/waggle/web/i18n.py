@@ -32,6 +32,8 @@ ZH_CN: dict[str, str] = {
     "nav.contacts": "联系人",
     "nav.pipeline_settings": "销售流程设置",
     "nav.logout": "退出登录",
+    "nav.insights": "洞察",
+    "nav.governance": "数据治理",
     "login.title": "登录",
     "login.tagline": "自主可控的销售管理平台",
     "login.username": "用户名",
@@ -474,6 +476,8 @@ EN: dict[str, str] = {
     "nav.contacts": "Contacts",
     "nav.pipeline_settings": "Pipeline settings",
     "nav.logout": "Log out",
+    "nav.insights": "Insights",
+    "nav.governance": "Governance",
     "login.title": "Log in",
     "login.tagline": "Sales management that stays on your own servers",
     "login.username": "Username",
@@ -905,6 +909,18 @@ EN: dict[str, str] = {
     "role.compliance": "Compliance",
     "role.auditor": "Auditor",
 }
+
+
+def _merge_areas() -> None:
+    # Each area of pages keeps its strings in a module of its own.
+    from waggle.web import i18n_governance, i18n_insights, i18n_lineage
+
+    for area in (i18n_governance, i18n_lineage, i18n_insights):
+        ZH_CN.update(area.ZH_CN)
+        EN.update(area.EN)
+
+
+_merge_areas()
 
 CATALOGUES: dict[str, dict[str, str]] = {"zh-CN": ZH_CN, "en": EN}
 

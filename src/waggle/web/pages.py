@@ -18,6 +18,9 @@ from waggle.web import (
     board,
     dashboard,
     details,
+    governance_pages,
+    insights_pages,
+    lineage_pages,
     lists,
     pipeline_form,
     rules_pages,
@@ -55,6 +58,9 @@ def install(app: FastAPI) -> None:
         pipeline_form,
         signals_pages,
         rules_pages,
+        insights_pages,
+        governance_pages,
+        lineage_pages,
     ):
         app.include_router(module.router)
     _install_error_pages(app)

@@ -1,0 +1,3 @@
+"""Tables of lineage: the stored provenance of figures."""
+
+from __future__ import annotations

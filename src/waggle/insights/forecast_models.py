@@ -1,0 +1,3 @@
+"""Tables of forecasts and customer health."""
+
+from __future__ import annotations

@@ -1,0 +1,7 @@
+"""Web pages: the governance pages (catalogue, policies, approvals, audit log)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()
