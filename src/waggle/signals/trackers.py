@@ -49,7 +49,7 @@ import re
 import stat
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib import resources
@@ -88,6 +88,7 @@ _CLAUSE_BREAK = re.compile(
 _SENTENCE_BREAK = re.compile(r"[。!?;\n\r…]+|\.+(?=\s|$)")
 _A_NOT_A = re.compile(r"([\u3400-\u9fff])[不没]\1")
 _LATIN_WORD = re.compile(r"[0-9a-z\u00c0-\u024f']+")
+_FOLDABLE = re.compile("[\uff01-\uff5e\u3000\u2019\uff61]")
 _FOLD = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {
     0x3000: 0x20,  # ideographic space
     0x2019: 0x27,  # right single quotation mark, typed for apostrophes
@@ -453,10 +454,14 @@ class _Builder:
         return folded
 
     def build(self) -> TrackerEngine:
-        automaton = ahocorasick.Automaton()
-        for text, key in self.keys.items():
-            automaton.add_word(text, key)
-        automaton.make_automaton()
+        # Two automata: most messages hold no phrase, and for them the pass over
+        # the phrases alone is all the work; cues are looked for only after a hit.
+        phrase_automaton = _automaton(
+            (text, key) for text, key in self.keys.items() if key.phrases
+        )
+        cue_automaton = _automaton(
+            (text, key) for text, key in self.keys.items() if key.cues
+        )
         infos = tuple(
             TrackerInfo(
                 draft.tracker.id,
@@ -468,12 +473,22 @@ class _Builder:
             for draft in self.trackers.values()
         )
         return TrackerEngine(
-            automaton,
+            phrase_automaton,
+            cue_automaton,
             categories=self.categories,
             trackers=infos,
             fillers=frozenset(self.fillers),
             phrases=tuple(sorted(self.phrases)),
         )
+
+
+def _automaton(keys: Iterable[tuple[str, _Key]]) -> Any:
+    automaton = ahocorasick.Automaton()
+    for text, key in keys:
+        automaton.add_word(text, key)
+    if len(automaton):
+        automaton.make_automaton()
+    return automaton
 
 
 def _needs_word_check(text: str, setting: str) -> bool:
@@ -498,11 +513,13 @@ def fold(text: str) -> str:
     Offsets are kept: the result has the same length and every character sits
     where it was (a character whose lower case is longer stays as it is).
     """
-    folded = text.translate(_FOLD)
-    lowered = folded.lower()
-    if len(lowered) == len(folded):
+    lowered = text.lower()
+    if text.isascii():
         return lowered
-    return "".join(c.lower() if len(c.lower()) == 1 else c for c in folded)
+    if len(lowered) != len(text):
+        lowered = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+    # translate() costs more than the whole automaton pass; most text needs none.
+    return lowered.translate(_FOLD) if _FOLDABLE.search(lowered) else lowered
 
 
 def _is_word_char(char: str) -> bool:
@@ -530,14 +547,16 @@ class TrackerEngine:
 
     def __init__(
         self,
-        automaton: Any,
+        phrase_automaton: Any,
+        cue_automaton: Any,
         *,
         categories: dict[str, dict[str, str]],
         trackers: tuple[TrackerInfo, ...],
         fillers: frozenset[str],
         phrases: tuple[str, ...],
     ):
-        self._automaton = automaton
+        self._phrases = phrase_automaton
+        self._cues = cue_automaton
         self.categories = categories
         self.trackers = trackers
         self.phrases = phrases
@@ -551,12 +570,25 @@ class TrackerEngine:
         Raises:
             InvalidInput: ``speaker`` is not ``rep``, ``customer`` or ``None``.
         """
-        who = _speaker(speaker)
+        who = _SPEAKERS[speaker] if speaker in _SPEAKERS else _speaker(speaker)
         folded = fold(text)
-        phrases: list[_PhraseHit] = []
-        cues: list[_CueHit] = []
+        phrases = self._phrase_hits(folded, who)
+        if not phrases:
+            return []
+        cues = [
+            _CueHit(start, end, cue)
+            for start, end, key in _found(self._cues, folded)
+            for cue in key.cues
+        ]
+        return _Resolver(text, folded, cues, self._fillers).resolve(phrases)
+
+    def _phrase_hits(self, folded: str, who: Speaker | None) -> list[_PhraseHit]:
+        # The hot path of every message: kept inline, no generator, no calls.
+        if self._phrases.kind != ahocorasick.AHOCORASICK:
+            return []
+        found: list[_PhraseHit] = []
         length = len(folded)
-        for last, key in self._automaton.iter(folded):
+        for last, key in self._phrases.iter(folded):
             start = last + 1 - key.length
             end = last + 1
             if key.left_boundary and start and _is_word_char(folded[start - 1]):
@@ -566,18 +598,39 @@ class TrackerEngine:
                     end += 1
             elif key.right_boundary and end < length and _is_word_char(folded[end]):
                 continue
-            for cue in key.cues:
-                cues.append(_CueHit(start, end, cue))
             for entry in key.phrases:
                 if who is None or entry.tracker.speaker in (None, who):
-                    phrases.append(_PhraseHit(start, end, entry))
-        if not phrases:
-            return []
-        return _Resolver(text, folded, cues, self._fillers).resolve(phrases)
+                    found.append(_PhraseHit(start, end, entry))
+        return found
 
     def warm_up(self) -> None:
         """Load jieba's dictionary now rather than on the first Chinese hit."""
         _segmenter()
+
+
+def _found(automaton: Any, folded: str) -> Iterator[tuple[int, int, _Key]]:
+    """Yield (start, end, key) of each match that sits on its word boundaries."""
+    if automaton.kind != ahocorasick.AHOCORASICK:
+        return
+    length = len(folded)
+    for last, key in automaton.iter(folded):
+        start = last + 1 - key.length
+        end = last + 1
+        if key.left_boundary and start and _is_word_char(folded[start - 1]):
+            continue
+        if key.extends_word:
+            while end < length and _is_word_char(folded[end]):
+                end += 1
+        elif key.right_boundary and end < length and _is_word_char(folded[end]):
+            continue
+        yield start, end, key
+
+
+_SPEAKERS: dict[Speaker | str | None, Speaker | None] = {
+    None: None,
+    **{value: Speaker(value) for value in Speaker},
+    **{member: member for member in Speaker},
+}
 
 
 def _speaker(speaker: Speaker | str | None) -> Speaker | None:
@@ -768,9 +821,17 @@ class _Segmenter:
     def __init__(self, tokenizer: Any):
         self._tokenizer = tokenizer
         self._frequencies: dict[str, int] = tokenizer.FREQ
-        self._longest = max(
-            (len(word) for word, count in self._frequencies.items() if count), default=1
-        )
+        # The longest dictionary word ending (starting) with each character
+        # bounds how far before (after) a hit a crossing word can begin (end).
+        self._longest_ending: dict[str, int] = {}
+        self._longest_starting: dict[str, int] = {}
+        for word, count in self._frequencies.items():
+            if count and len(word) > 1:
+                size = len(word)
+                if size > self._longest_ending.get(word[-1], 0):
+                    self._longest_ending[word[-1]] = size
+                if size > self._longest_starting.get(word[0], 0):
+                    self._longest_starting[word[0]] = size
 
     def splits_word(
         self, text: str, start: int, end: int, clause_start: int, clause_end: int
@@ -792,12 +853,13 @@ class _Segmenter:
         self, text: str, start: int, end: int, clause_start: int, clause_end: int
     ) -> bool:
         frequencies = self._frequencies
-        longest = self._longest
         for inner in range(start + 1, end):
-            for outer in range(max(clause_start, inner - longest), start):
+            reach = self._longest_ending.get(text[inner - 1], 0)
+            for outer in range(max(clause_start, inner - reach), start):
                 if frequencies.get(text[outer:inner]):
                     return True
-            for outer in range(end + 1, min(clause_end, inner + longest) + 1):
+            reach = self._longest_starting.get(text[inner], 0)
+            for outer in range(end + 1, min(clause_end, inner + reach) + 1):
                 if frequencies.get(text[inner:outer]):
                     return True
         return False
