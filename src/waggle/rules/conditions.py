@@ -221,6 +221,11 @@ def compile_filter(spec: EventFilter) -> Predicate:
     A filter on a tracker ``category`` ignores negated hits (不需要报价 is not a
     pricing request) unless it says ``negated`` itself.
     """
+    return compile_conditions(filter_conditions(spec))
+
+
+def filter_conditions(spec: EventFilter) -> dict[str, Any]:
+    """Return every condition of a filter as ``path: test``, shorthands spelled out."""
     conditions: dict[str, Any] = dict(spec.where)
     if spec.category is not None:
         conditions.setdefault("event.category", spec.category)
@@ -234,7 +239,29 @@ def compile_filter(spec: EventFilter) -> Predicate:
         conditions.setdefault("event.speaker", spec.speaker)
     if spec.channel is not None:
         conditions.setdefault("event.channel", spec.channel)
-    return compile_conditions(conditions)
+    return conditions
+
+
+def event_equalities(conditions: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the conditions that require an event field to equal one value.
+
+    Only ``event.*`` paths with a plain or ``{eq: v}`` test of a hashable,
+    non-date value: the engine indexes rules by these to skip the rules an
+    event cannot match.
+    """
+    found: dict[str, Any] = {}
+    for path, test in conditions.items():
+        if not path.startswith("event.") or path == "event.type":
+            continue
+        value = test["eq"] if isinstance(test, dict) and set(test) == {"eq"} else test
+        if isinstance(value, dict | list) or value == EVENT_DATE:
+            continue
+        try:
+            hash(value)
+        except TypeError:
+            continue
+        found[path] = value
+    return found
 
 
 def filter_types(spec: EventFilter) -> Sequence[str]:

@@ -16,11 +16,21 @@ as in time.
 
 Rules are dispatched by event type, so an event only meets the rules that
 listen to its type.
+
+State that can no longer matter is swept away as event time moves on: count
+and change windows that have slid past, sequences that timed out, firing
+times older than their throttle, and then the emptied states themselves. A
+sweep runs once event time has moved by :data:`SWEEP_EVERY` and at least as
+many events as there are states have been applied since the last one, so
+its cost stays at about one state per event. It keeps :data:`SWEEP_GRACE` of
+history behind the watermark, so an event arriving up to that late is judged
+as if nothing had been swept.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import heapq
 import json
@@ -32,10 +42,13 @@ from typing import Any
 from waggle.rules.conditions import (
     EngineEvent,
     Facts,
+    Getter,
     NoFacts,
     Predicate,
     compile_conditions,
     compile_filter,
+    event_equalities,
+    filter_conditions,
     filter_types,
     getter,
 )
@@ -47,6 +60,9 @@ StateKey = tuple[str, int]
 Deadline = Callable[[dt.datetime, dt.timedelta], dt.datetime]
 ArmOf = Callable[[Rule, int], str]
 MAX_FACTS = 20
+SWEEP_EVERY = dt.timedelta(hours=6)
+SWEEP_GRACE = dt.timedelta(days=1)
+SWEEP_STATES_PER_EVENT = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,11 +94,16 @@ class Firing:
     status: str  # fired | throttled | holdout
     fingerprint: str
     trigger_event_id: int | None
-    explanation: dict[str, str]
+    rule: Rule = field(repr=False, compare=False)
     opportunity_id: int | None = None
     account_id: int | None = None
     actor_id: int | None = None
     arm: str | None = None
+
+    @functools.cached_property
+    def explanation(self) -> dict[str, str]:
+        """Why it fired, in zh-CN and en (worded when first asked, then kept)."""
+        return explain(self.rule, self.facts)
 
 
 def _stamp(instant: dt.datetime) -> float:
@@ -118,12 +139,72 @@ class _Compiled:
             else plain_deadline
         )
         self.roles: dict[str, tuple[Predicate, list[str]]] = {}
+        self.equalities: dict[str, dict[str, Any]] = {}
         for role, spec in _role_filters(rule):
             self.roles[role] = (compile_filter(spec), list(filter_types(spec)))
+            self.equalities[role] = event_equalities(filter_conditions(spec))
         self.extra = _extra_predicates(rule)
+        window = getattr(self.pattern, "within", None)
+        self.window_seconds = window.total_seconds() if window is not None else None
+        self.throttle_seconds = rule.throttle.every.total_seconds()
 
     def types(self) -> set[str]:
         return {kind for _, kinds in self.roles.values() for kind in kinds}
+
+
+_Listener = tuple[int, _Compiled, str]  # position among the type's listeners
+
+
+@dataclass(frozen=True, slots=True)
+class _Dispatch:
+    """The listeners of one event type, indexed by one equality test.
+
+    Many rules of a type differ in one field (``event.segment: smb``,
+    ``category: pricing``): the field most of them test is read once per
+    event and only the rules expecting its value, plus those that don't test
+    it, are evaluated, in their original order.
+    """
+
+    read: Getter | None
+    by_value: dict[Any, list[_Listener]]
+    others: list[_Listener]
+
+    @classmethod
+    def build(cls, listeners: list[_Listener]) -> _Dispatch:
+        counts: dict[str, int] = defaultdict(int)
+        for _, compiled, role in listeners:
+            for path in compiled.equalities[role]:
+                counts[path] += 1
+        if not counts or max(counts.values()) < 2:
+            return cls(None, {}, listeners)
+        path = max(sorted(counts), key=counts.__getitem__)
+        by_value: dict[Any, list[_Listener]] = defaultdict(list)
+        others: list[_Listener] = []
+        for listener in listeners:
+            _, compiled, role = listener
+            equalities = compiled.equalities[role]
+            if path in equalities:
+                by_value[equalities[path]].append(listener)
+            else:
+                others.append(listener)
+        return cls(getter(path), dict(by_value), others)
+
+    def candidates(self, event: EngineEvent, facts: Facts) -> list[_Listener]:
+        if self.read is None:
+            return self.others
+        try:
+            chosen = self.by_value.get(self.read(event, facts), [])
+        except TypeError:  # an unhashable value equals no indexed one
+            chosen = []
+        if not self.others:
+            return chosen
+        if not chosen:
+            return self.others
+        return sorted([*chosen, *self.others], key=_position)
+
+
+def _position(listener: _Listener) -> int:
+    return listener[0]
 
 
 def _role_filters(rule: Rule) -> list[tuple[str, Any]]:
@@ -171,9 +252,11 @@ class RuleEngine:
     states: dict[StateKey, State] = field(default_factory=dict)
     watermark: dt.datetime | None = None
     _rules: dict[str, _Compiled] = field(default_factory=dict)
-    _by_type: dict[str, list[tuple[_Compiled, str]]] = field(default_factory=dict)
+    _by_type: dict[str, _Dispatch] = field(default_factory=dict)
     _timers: list[tuple[float, str, int]] = field(default_factory=list)
     dirty: set[StateKey] = field(default_factory=set)
+    _swept_at: float | None = None
+    _since_sweep: int = 0
 
     def load_rules(self, rules: Iterable[Rule]) -> None:
         """Use ``rules`` from now on; state of rules whose pattern changed is reset."""
@@ -193,12 +276,15 @@ class RuleEngine:
         self._rebuild_timers()
 
     def _index(self) -> None:
-        by_type: dict[str, list[tuple[_Compiled, str]]] = defaultdict(list)
+        by_type: dict[str, list[_Listener]] = defaultdict(list)
         for compiled in self._rules.values():
             for role, (_, kinds) in compiled.roles.items():
                 for kind in kinds:
-                    by_type[kind].append((compiled, role))
-        self._by_type = dict(by_type)
+                    listeners = by_type[kind]
+                    listeners.append((len(listeners), compiled, role))
+        self._by_type = {
+            kind: _Dispatch.build(listeners) for kind, listeners in by_type.items()
+        }
 
     def _rebuild_timers(self) -> None:
         self._timers = [
@@ -223,13 +309,17 @@ class RuleEngine:
     def process(self, event: EngineEvent) -> list[Firing]:
         """Apply one event: due deadlines first, then every rule that listens."""
         firings = self.advance(event.occurred_at)
-        listeners = self._by_type.get(event.event_type, [])
-        wildcard = self._by_type.get("*", [])
-        if not listeners and not wildcard:
+        self._since_sweep += 1
+        typed = self._by_type.get(event.event_type)
+        wildcard = self._by_type.get("*")
+        listeners = typed.candidates(event, self.facts) if typed else []
+        if wildcard is not None:
+            listeners = [*listeners, *wildcard.candidates(event, self.facts)]
+        if not listeners:
             return firings
         matched: dict[str, set[str]] = defaultdict(set)
         order: list[_Compiled] = []
-        for compiled, role in (*listeners, *wildcard):
+        for _, compiled, role in listeners:
             predicate = compiled.roles[role][0]
             if predicate(event, self.facts):
                 if compiled.rule.key not in matched:
@@ -255,7 +345,36 @@ class RuleEngine:
             found = self._expire(rule_key, key_id, deadline)
             if found is not None:
                 firings.append(found)
+        self._sweep_when_due()
         return firings
+
+    def _sweep_when_due(self) -> None:
+        now = _stamp(self.watermark) if self.watermark else None
+        if now is None:
+            return
+        if self._swept_at is None:
+            self._swept_at = now
+            return
+        if (
+            now - self._swept_at >= SWEEP_EVERY.total_seconds()
+            and self._since_sweep * SWEEP_STATES_PER_EVENT >= len(self.states)
+        ):
+            self.sweep(now - SWEEP_GRACE.total_seconds())
+            self._swept_at = now
+            self._since_sweep = 0
+
+    def sweep(self, before: float) -> int:
+        """Drop state no event at or after ``before`` can use; return how many went."""
+        removed = 0
+        for key, state in list(self.states.items()):
+            compiled = self._rules.get(key[0])
+            if compiled is not None:
+                _prune(compiled, state, before)
+            if not any(state.values()):
+                del self.states[key]
+                self.dirty.add(key)
+                removed += 1
+        return removed
 
     # -- patterns ---------------------------------------------------------
 
@@ -306,10 +425,12 @@ class RuleEngine:
         return facts
 
     def _on_consecutive(self, compiled, key_id, event, roles) -> list[Fact] | None:  # type: ignore[no-untyped-def]
-        state = self._state(compiled, key_id)
         if not compiled.extra["all"](event, self.facts):
-            state.pop("run", None)
+            broken = self.states.get((compiled.rule.key, key_id))
+            if broken is not None and broken.pop("run", None) is not None:
+                self.dirty.add((compiled.rule.key, key_id))
             return None
+        state = self._state(compiled, key_id)
         run: list[list[Any]] = state.setdefault("run", [])
         run.append([event.timestamp, None, event.id, event.event_type])
         if len(run) < compiled.pattern.times:
@@ -354,6 +475,9 @@ class RuleEngine:
         return self._fire(compiled, key_id, _instant(deadline), facts, event=None)
 
     def _on_sequence(self, compiled, key_id, event, roles) -> list[Fact] | None:  # type: ignore[no-untyped-def]
+        known = self.states.get((compiled.rule.key, key_id))
+        if "step0" not in roles and not (known and known.get("steps")):
+            return None  # nothing begun and this event cannot begin it
         state = self._state(compiled, key_id)
         steps: list[list[Any]] = state.setdefault("steps", [])
         window = compiled.pattern.within.total_seconds()
@@ -429,7 +553,7 @@ class RuleEngine:
             status=status,
             fingerprint=fingerprint,
             trigger_event_id=trigger,
-            explanation=explain(rule, facts),
+            rule=rule,
             opportunity_id=event.opportunity_id
             if event
             else _key_if(rule.per, "opportunity", key_id),
@@ -453,6 +577,24 @@ class RuleEngine:
             return "throttled"
         state["fired"] = [*recent, _stamp(at)]
         return "fired"
+
+
+def _prune(compiled: _Compiled, state: State, before: float) -> None:
+    # Mirrors what the pattern handlers drop themselves when the next event
+    # comes, for an event at ``before`` (the earliest one still expected).
+    seconds = compiled.window_seconds
+    if seconds is not None and state.get("items"):
+        state["items"] = [item for item in state["items"] if item[0] > before - seconds]
+    if seconds is not None and state.get("points"):
+        state["points"] = [
+            point for point in state["points"] if point[0] >= before - seconds
+        ]
+    steps = state.get("steps")
+    if steps and seconds is not None and before - steps[0][0] > seconds:
+        steps.clear()
+    if state.get("fired"):
+        every = compiled.throttle_seconds
+        state["fired"] = [stamp for stamp in state["fired"] if stamp > before - every]
 
 
 def _key_if(per: str, wanted: str, key_id: int) -> int | None:
