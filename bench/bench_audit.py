@@ -3,13 +3,15 @@
 A fresh SQLite database (and a throw-away PostgreSQL one, when the server is
 up) gets WAGGLE_BENCH_AUDIT_ROWS entries (default 1,000,000), chained exactly
 as commits chain them but inserted in bulk, plus signed checkpoints every
-100,000 entries. The figure that matters is the wall time of a full
-``verify_chain`` with signature checks, which is what ``waggle audit verify``
-runs.
+100,000 entries, once per suite: gm (SM3 chain, SM2 checkpoints) and intl
+(SHA-256 chain, Ed25519 checkpoints). The figure that matters is the wall
+time of a full ``verify_chain`` with signature checks, which is what
+``waggle audit verify`` runs.
 
 Settings (environment):
     WAGGLE_BENCH_AUDIT_ROWS      entries to verify, default 1000000
     WAGGLE_BENCH_AUDIT_COMMITS   audited commits to time, default 2000
+    WAGGLE_BENCH_AUDIT_SUITES    suites to verify, default "gm,intl"
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from waggle.governance.models import AuditChainHead, AuditEntry
 
 ROWS = int(os.environ.get("WAGGLE_BENCH_AUDIT_ROWS", "1000000"))
 COMMITS = int(os.environ.get("WAGGLE_BENCH_AUDIT_COMMITS", "2000"))
+SUITES = tuple(os.environ.get("WAGGLE_BENCH_AUDIT_SUITES", "gm,intl").split(","))
 CHECKPOINT_EVERY = 100_000
 BATCH = 20_000
 POSTGRES_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -51,33 +54,42 @@ START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as directory:
-        run("sqlite", f"sqlite:///{Path(directory) / 'audit.db'}")
-    with _postgres_database() as url:
-        if url is not None:
-            run("postgresql", url)
+    for suite in SUITES:
+        with tempfile.TemporaryDirectory() as directory:
+            run("sqlite", f"sqlite:///{Path(directory) / 'audit.db'}", suite=suite)
+        with _postgres_database() as url:
+            if url is not None:
+                run("postgresql", url, suite=suite)
 
 
-def run(label: str, url: str) -> None:
+def run(label: str, url: str, *, suite: str = "gm") -> None:
     upgrade(url)
     engine = make_engine(url)
     sessions = make_session_factory(engine)
     with transaction(sessions) as session:
-        ensure_chain_head(session, suite="gm")
-    print(f"{label}:")
+        ensure_chain_head(session, suite=suite)
+    print(f"{label}, suite {suite}:")
     _time_commits(sessions)
-    key = get_suite("gm").generate_signing_key()
-    _fill(sessions, ROWS, key)
+    print(verify_figure(sessions, rows=ROWS, suite=suite))
+    engine.dispose()
+
+
+def verify_figure(sessions: sessionmaker[Session], *, rows: int, suite: str) -> str:
+    """Fill the chain with ``rows`` entries, verify it all; return the figure line.
+
+    The chain's head must already exist with ``suite``'s hash.
+    """
+    key = get_suite(suite).generate_signing_key()
+    _fill(sessions, rows, key)
     started = time.perf_counter()
     with sessions() as session:
         report = verify_chain(session, keys=[key.public_key()])
     elapsed = time.perf_counter() - started
-    print(
-        f"  verify {report.entries:,} entries, {report.signatures_checked} "
+    return (
+        f"  verify {report.entries:,} entries ({suite}), {report.signatures_checked} "
         f"signatures: {elapsed:.2f} s ({report.entries / elapsed:,.0f} entries/s)"
         f"  ok={report.ok}"
     )
-    engine.dispose()
 
 
 def _time_commits(sessions: sessionmaker[Session]) -> None:

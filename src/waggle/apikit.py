@@ -37,6 +37,7 @@ from waggle.governance.records import (
     list_records,
     update_record,
 )
+from waggle.governance.rls import scope_to_actor
 from waggle.identity.service import actor_for_token
 
 logger = logging.getLogger(__name__)
@@ -138,6 +139,7 @@ def current_actor(request: Request, session: SessionDep) -> Actor:
         raise Unauthenticated("send 'Authorization: Bearer <token>' or log in")
     actor = Actor(**{**actor.__dict__, "request_id": request_id})
     request.state.actor = actor
+    scope_to_actor(session, actor)
     return actor
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from waggle import __version__
@@ -21,9 +22,11 @@ from waggle.governance import api as governance_api
 from waggle.governance import catalogue_api, configure_policy, lineage_api
 from waggle.governance.audit import checkpoint_job
 from waggle.governance.retention import retention_job
+from waggle.governance.rls import enforce_on_sessions, rls_enforced
 from waggle.identity import api as identity_api
 from waggle.insights import api as insights_api
 from waggle.insights import forecast_api, lifecycle_api
+from waggle.insights import jobs as insights_jobs
 from waggle.rules import api as rules_api
 from waggle.rules import experiments_api
 from waggle.rules.gates import install_stage_gates
@@ -45,14 +48,17 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        unsubscribe = None
+        unsubscribers = []
         if run_jobs:
-            # Rules see each chunk the pipeline commits, within seconds.
-            unsubscribe = subscribe(app.state.live_rules.on_events)
+            # Rules see each chunk the pipeline commits, within seconds, and
+            # the deals those events concern are rescored.
+            unsubscribers.append(subscribe(app.state.live_rules.on_events))
+            rescore = insights_jobs.incremental_rescore(app.state.sessions)
+            unsubscribers.append(subscribe(rescore))
             app.state.jobs.start(poll_seconds=5)
         yield
         app.state.jobs.stop()
-        if unsubscribe is not None:
+        for unsubscribe in unsubscribers:
             unsubscribe()
 
     app = FastAPI(
@@ -66,6 +72,10 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = make_session_factory(engine)
+    if rls_enforced(engine):
+        # Connected as the application role: PostgreSQL holds every request
+        # to its actor's rows too, behind the governance seam.
+        enforce_on_sessions(app.state.sessions)
     install_stage_gates(app.state.sessions, settings.stage_gates_file)
     app.state.live_rules = LiveRules(app.state.sessions)
     app.state.jobs = periodic_jobs(app.state.sessions, settings)
@@ -73,11 +83,22 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
         "rules-engine", dt.timedelta(seconds=5), app.state.live_rules.tick
     )
     install_error_handlers(app)
-    for router in [
-        *identity_api.routers(),
-        *crm_api.routers(),
-        *governance_api.routers(),
-        *catalogue_api.routers(settings),
+    first, then = _context_routers()
+    for router in (*first, *catalogue_api.routers(settings), *then):
+        app.include_router(router)
+    _install_web(app)
+    return app
+
+
+@functools.cache
+def _context_routers() -> tuple[tuple[APIRouter, ...], tuple[APIRouter, ...]]:
+    """Every context's API routers, built once per process (they hold no state).
+
+    Building them is most of the cost of an application; tests make hundreds.
+    The catalogue's routers, which read the settings, go between the two.
+    """
+    first = (*identity_api.routers(), *crm_api.routers(), *governance_api.routers())
+    return first, (
         *signals_api.routers(),
         *channels_api.routers(),
         *materials_api.routers(),
@@ -87,10 +108,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
         *lifecycle_api.routers(),
         *forecast_api.routers(),
         *lineage_api.routers(),
-    ]:
-        app.include_router(router)
-    _install_web(app)
-    return app
+    )
 
 
 def periodic_jobs(sessions: sessionmaker[Session], settings: Settings) -> JobRunner:
@@ -102,6 +120,10 @@ def periodic_jobs(sessions: sessionmaker[Session], settings: Settings) -> JobRun
     runner.add("signals-crm", dt.timedelta(seconds=10), signals_jobs.sync_crm_changes)
     runner.add("signals-pull", dt.timedelta(minutes=1), signals_jobs.sync_pull_sources)
     runner.add("signals-rematch", dt.timedelta(minutes=5), signals_jobs.rematch_job())
+    runner.add("insights-rescore", dt.timedelta(hours=6), insights_jobs.full_rescore)
+    runner.add(
+        "customer-health", dt.timedelta(days=1), insights_jobs.customer_health_job
+    )
     return runner
 
 

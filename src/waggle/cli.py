@@ -6,6 +6,7 @@ code per kind (see :data:`EXIT_CODES`).
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from waggle.core.errors import (
 )
 from waggle.core.settings import Settings, load_settings
 from waggle.governance import configure_policy
+from waggle.governance.rls import enforce_on_sessions, rls_enforced, scope_to_actor
 
 EXIT_CODES: list[tuple[type[WaggleError], int]] = [
     (NotFound, 3),
@@ -68,6 +70,8 @@ def session_scope() -> Iterator[Session]:
     engine = make_engine(config.database_url)
     try:
         sessions = make_session_factory(engine)
+        if rls_enforced(engine):
+            enforce_on_sessions(sessions)
         install_stage_gates(sessions, config.stage_gates_file)
         with transaction(sessions) as session:
             yield session
@@ -85,7 +89,9 @@ def resolve_actor(session: Session, username: str | None) -> Actor:
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
         raise NotFound(f"user {username!r} does not exist")
-    return actor_for_user(user, channel="cli")
+    actor = actor_for_user(user, channel="cli")
+    scope_to_actor(session, actor)
+    return actor
 
 
 AsUser = Annotated[
@@ -203,7 +209,10 @@ def register(extension: Callable[[typer.Typer], None]) -> None:
     extension(app)
 
 
+@functools.cache
 def _load_extensions() -> None:
+    # Once per process: each context adds its groups to ``app``, and adding
+    # them again would register every command twice.
     from waggle.crm.cli import register_commands as crm_commands
     from waggle.demo.cli import register_commands as demo_commands
     from waggle.governance.cli import register_commands as governance_commands

@@ -24,7 +24,7 @@ from waggle.core.errors import InvalidInput
 from waggle.core.settings import Settings
 from waggle.crm.models import Account, Opportunity
 from waggle.crm.pipelines import ensure_default_pipeline
-from waggle.governance import record_audit
+from waggle.governance import active_policy, record_audit
 from waggle.governance.audit import audit_signing_key, instance_verifying_keys
 from waggle.governance.chain import create_checkpoint, ensure_chain_head
 from waggle.governance.drill import (
@@ -310,3 +310,12 @@ def test_a_drill_from_sqlite_into_a_fresh_postgresql_target_matches(
     assert report.comparison.chain.checkpoint_matched is True
     assert report.target.startswith("postgresql+psycopg://postgres@127.0.0.1:5432/")
     assert highest is not None and new_id == highest + 1
+
+
+def test_the_drill_has_its_own_policy_entry_for_it() -> None:
+    """Only IT runs the drill, through sovereignty_drill, not the audit checkpoint."""
+    policy = active_policy()
+
+    allowed = policy.roles_allowed("sovereignty_drill", "export")
+
+    assert allowed == frozenset({"it_admin"})

@@ -16,17 +16,21 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.factories import Org, build_org
+from waggle.apikit import ActorDep, SessionDep
+from waggle.app import create_app
 from waggle.cli import main
 from waggle.core.actor import Actor, system_actor
 from waggle.core.db import make_engine, make_session_factory, transaction
 from waggle.core.errors import InvalidInput
 from waggle.core.migrate import upgrade
+from waggle.core.settings import Settings
 from waggle.crm.models import Account, Quota
 from waggle.crm.pipelines import ensure_default_pipeline
 from waggle.governance.chain import ensure_chain_head
@@ -37,7 +41,10 @@ from waggle.governance.rls import (
     apply_rls_scope,
     bind_rls_scope,
     check_rls,
+    enforce_on_sessions,
     install_rls,
+    rls_enforced,
+    scope_to_actor,
 )
 
 PASSWORD = "app-secret-口令"
@@ -500,3 +507,69 @@ def _snapshot(db: RlsDatabase) -> tuple[tuple[object, ...], ...]:
             text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
         ).all()
     return tuple(policies), tuple(grants), tuple(sorted(tables))
+
+
+# ---- the application on the application role ---------------------------
+
+
+def test_rls_enforced_tells_the_app_role_from_the_owner(
+    rls_database: RlsDatabase,
+) -> None:
+    """The app role is held by row security; the owner that migrated is not."""
+    db = rls_database
+
+    assert (rls_enforced(db.app), rls_enforced(db.owner)) == (True, False)
+
+
+def test_an_enforced_session_with_no_actor_sees_every_row(
+    rls_database: RlsDatabase,
+) -> None:
+    """Waggle's own jobs run unscoped sessions: they declare every row."""
+    db = rls_database
+    sessions: sessionmaker[Session] = make_session_factory(db.app)
+    enforce_on_sessions(sessions)
+
+    with sessions() as session:
+        names = set(session.scalars(select(Account.name)))
+
+    assert names == set(db.owners)
+
+
+def test_a_session_scoped_to_a_rep_sees_only_their_rows_in_every_transaction(
+    rls_database: RlsDatabase,
+) -> None:
+    """A query that forgets the row filter still gets the rep's rows only."""
+    db = rls_database
+    sessions: sessionmaker[Session] = make_session_factory(db.app)
+    enforce_on_sessions(sessions)
+
+    with sessions() as session:
+        scope_to_actor(session, db.org.actors["rep_b1"])
+        first = list(session.scalars(select(Account.name).order_by(Account.id)))
+        session.commit()
+        second = list(session.scalars(select(Account.name).order_by(Account.id)))
+
+    assert first == second == ["account of rep_b1", "公海客户"]
+
+
+def test_every_api_request_on_the_app_role_is_held_to_its_actor(
+    rls_database: RlsDatabase, tmp_path: Path
+) -> None:
+    """Through the real request chain, an unfiltered query sees the actor's rows."""
+    db = rls_database
+    url = db.app.url.render_as_string(hide_password=False)
+    app = create_app(Settings(database_url=url, data_dir=tmp_path, secret_key="s"))
+
+    @app.get("/test/unfiltered-accounts")
+    def unfiltered(session: SessionDep, actor: ActorDep) -> list[str]:
+        return list(session.scalars(select(Account.name).order_by(Account.id)))
+
+    with TestClient(app) as client:
+        rep = client.get("/test/unfiltered-accounts", headers=db.org.headers("rep_a2"))
+        ops = client.get("/test/unfiltered-accounts", headers=db.org.headers("ops"))
+        listed = client.get("/api/v1/accounts", headers=db.org.headers("rep_a2"))
+    app.state.engine.dispose()
+
+    assert rep.json() == ["account of rep_a2", "公海客户"]
+    assert sorted(ops.json()) == sorted(db.owners)
+    assert {item["name"] for item in listed.json()["items"]} == {"account of rep_a2"}

@@ -120,6 +120,23 @@ def entry_digest(
     return digest(prev_hash.encode("ascii") + b"\n" + canonical_bytes(values)).hex()
 
 
+_OCCURRED_AT = ENTRY_FIELDS.index("occurred_at")
+
+
+def _entry_hash(
+    digest: Callable[[bytes], bytes], prev_hash: str, values: Sequence[Any]
+) -> str:
+    # entry_digest for a stored row, whose only datetime is occurred_at: the
+    # verification of a million rows spends a fifth of its time in the generic
+    # encoding otherwise. Same bytes (a test pins it).
+    plain = list(values)
+    occurred = plain[_OCCURRED_AT]
+    if isinstance(occurred, dt.datetime):
+        plain[_OCCURRED_AT] = occurred.astimezone(dt.UTC).isoformat()
+    body = _ENCODER.encode(plain).encode()
+    return digest(prev_hash.encode("ascii") + b"\n" + body).hex()
+
+
 def _values(entry: AuditEntry) -> list[Any]:
     return [getattr(entry, name) for name in ENTRY_FIELDS]
 
@@ -389,12 +406,14 @@ def _entry_rows(session: Session) -> Iterator[Iterator[Row[Any]]]:
     server-side cursor.
     """
     columns = [getattr(AuditEntry, name) for name in ENTRY_FIELDS]
-    statement = (
-        select(AuditEntry.id, *columns, AuditEntry.prev_hash, AuditEntry.entry_hash)
-        .order_by(AuditEntry.seq)
-        .execution_options(yield_per=_VERIFY_BATCH)
+    statement = select(
+        AuditEntry.id, *columns, AuditEntry.prev_hash, AuditEntry.entry_hash
+    ).order_by(AuditEntry.seq)
+    # Core rows, not ORM ones: the walk needs tuples, and ORM loading would
+    # cost a third of the time of a million-entry verification.
+    result = session.connection().execute(
+        statement, execution_options={"yield_per": _VERIFY_BATCH}
     )
-    result = session.execute(statement)
     try:
         yield iter(result)
     finally:
@@ -435,7 +454,7 @@ def _check_link(
                 "was changed, inserted or reordered",
             )
         )
-    if entry_digest(digest, prev_hash, values) != stored_hash:
+    if _entry_hash(digest, prev_hash, values) != stored_hash:
         raise _Broken(
             ChainProblem(
                 "changed",

@@ -17,6 +17,11 @@ keys_app = typer.Typer(help="Signing keys kept under the data directory.")
 governance_app.add_typer(keys_app, name="keys")
 audit_app = typer.Typer(help="The tamper-evident audit log: verify, checkpoint.")
 governance_app.add_typer(rls_app, name="rls")
+export_app = typer.Typer(help="Export requests: ask, approve or reject, download.")
+governance_app.add_typer(export_app, name="export")
+AsUser = Annotated[
+    str | None, typer.Option("--as", help="Act as this user; their policy applies.")
+]
 
 Suite = Annotated[str, typer.Option(help="gm (SM2/SM3/SM4) or intl (Ed25519/SHA-256).")]
 
@@ -162,6 +167,104 @@ def audit_checkpoint(
             f"signed entries {signed.seq_from} to {signed.seq_to}: "
             f"root {signed.merkle_root} by {signed.key_fingerprint}"
         )
+
+
+@export_app.command("request")
+def export_request(
+    resource: Annotated[str, typer.Argument(help="What to export, e.g. accounts.")],
+    purpose: Annotated[str, typer.Option(help="Why the export is needed.")],
+    as_user: AsUser = None,
+) -> None:
+    """Ask for a signed export; it waits for a compliance officer."""
+    from waggle.cli import resolve_actor, session_scope
+    from waggle.governance.export_requests import request_export
+
+    with session_scope() as session:
+        found = request_export(
+            session, resolve_actor(session, as_user), resource=resource, purpose=purpose
+        )
+        typer.echo(f"export request {found.id}: {found.resource} pending")
+
+
+@export_app.command("list")
+def export_list(
+    status: Annotated[
+        str | None, typer.Option(help="pending, approved or rejected.")
+    ] = None,
+    as_user: AsUser = None,
+) -> None:
+    """List export requests, newest first."""
+    from waggle.cli import resolve_actor, session_scope
+    from waggle.governance.export_requests import list_export_requests
+
+    with session_scope() as session:
+        found = list_export_requests(
+            session, resolve_actor(session, as_user), status=status
+        )
+        for request in found:
+            decided = f"  by {request.decided_by}" if request.decided_by else ""
+            package = f"  {request.package_id}" if request.package_id else ""
+            typer.echo(
+                f"{request.id}  {request.status}  {request.resource}"
+                f"  {request.requested_by}{decided}{package}  {request.purpose}"
+            )
+
+
+@export_app.command("approve")
+def export_approve(request_id: int, as_user: AsUser = None) -> None:
+    """Approve a pending request: build the package both of you sign."""
+    from waggle.cli import resolve_actor, session_scope
+    from waggle.governance.export_requests import approve_export_request
+
+    settings = load_settings()
+    with session_scope() as session:
+        found = approve_export_request(
+            session, resolve_actor(session, as_user), request_id, settings=settings
+        )
+        typer.echo(
+            f"export request {found.id} approved: package {found.package_id},"
+            f" {found.row_count} rows, audit entry {found.audit_seq}"
+        )
+
+
+@export_app.command("reject")
+def export_reject(
+    request_id: int,
+    reason: Annotated[str, typer.Option(help="Why the export is refused.")],
+    as_user: AsUser = None,
+) -> None:
+    """Reject a pending request with a reason."""
+    from waggle.cli import resolve_actor, session_scope
+    from waggle.governance.export_requests import reject_export_request
+
+    with session_scope() as session:
+        found = reject_export_request(
+            session, resolve_actor(session, as_user), request_id, reason=reason
+        )
+        typer.echo(f"export request {found.id} rejected")
+
+
+@export_app.command("download")
+def export_download(
+    request_id: int,
+    out: Annotated[Path, typer.Option(help="Where to write the package .zip.")],
+    as_user: AsUser = None,
+) -> None:
+    """Copy an approved request's signed package to ``--out`` (audited)."""
+    import shutil
+
+    from waggle.cli import resolve_actor, session_scope
+    from waggle.governance.export_requests import export_package_path
+
+    if out.exists():
+        raise InvalidInput(f"export download: {out} already exists")
+    settings = load_settings()
+    with session_scope() as session:
+        path = export_package_path(
+            session, resolve_actor(session, as_user), request_id, settings=settings
+        )
+        shutil.copyfile(path, out)
+    typer.echo(f"wrote {out}  (check with: waggle verify {out})")
 
 
 def _read(path: Path) -> bytes:

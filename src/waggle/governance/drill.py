@@ -1438,8 +1438,8 @@ def _record_export(
     try:
         with transaction(make_session_factory(engine)) as session:
             # The drill reads every table and signs with the instance's keys:
-            # the policy grants that to whoever may sign audit checkpoints.
-            authorize(session, actor, "checkpoint", "audit")
+            # the policy's sovereignty_drill entry names who may (IT).
+            authorize(session, actor, "export", "sovereignty_drill")
             entry = record_audit(
                 session,
                 actor,

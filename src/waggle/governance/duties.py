@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 SEPARATION_OF_DUTIES = "separation_of_duties"
 EXPORT_PACKAGES = "export_packages"
+EXPORT_REQUESTS = "export_requests"
 APPROVER_ROLES = frozenset({"compliance"})
 _DEFINE_DUTY = "change a policy or a classification"
 _APPROVE_DUTY = "approve an export"
@@ -121,6 +122,7 @@ SENSITIVE_ACTIONS: dict[tuple[str, str], str] = {
     ("catalogue", "update"): _DEFINE_DUTY,
     ("catalogue", "delete"): _DEFINE_DUTY,
     (EXPORT_PACKAGES, "approve"): _APPROVE_DUTY,
+    (EXPORT_REQUESTS, "approve"): _APPROVE_DUTY,
 }
 
 
@@ -186,13 +188,20 @@ def ensure_duties_separated(actor: Actor, action: str, resource: str) -> None:
 
 
 def approve_export(
-    session: Session, approver: Actor, *, exporter: Actor, package_id: str
+    session: Session,
+    approver: Actor,
+    *,
+    exporter: Actor,
+    package_id: str,
+    resource: str = EXPORT_PACKAGES,
+    record_id: str | None = None,
 ) -> None:
     """Record ``approver``'s approval of ``exporter``'s export ``package_id``.
 
     The approver must hold an approving role, hold no conflicting role and be
     someone other than the exporter; the signed package checks the same pair
-    again when the two sign it.
+    again when the two sign it. ``resource`` and ``record_id`` name what the
+    audit row of the approval is about (default: the package itself).
 
     Raises:
         PolicyDenied: the approver may not approve, or approves their own
@@ -205,26 +214,27 @@ def approve_export(
             f"{approver.username} may not approve export {package_id}: approving"
             f" needs one of {sorted(APPROVER_ROLES)}",
             action="approve",
-            resource=EXPORT_PACKAGES,
-            record_ids=(package_id,),
+            resource=resource,
+            record_ids=(record_id or package_id,),
         )
-    ensure_duties_separated(approver, "approve", EXPORT_PACKAGES)
+    ensure_duties_separated(approver, "approve", resource)
     violation = _same_person_violation(exporter, approver)
     if violation:
         raise PolicyDenied(
             f"export {package_id}: {violation}",
             code=SEPARATION_OF_DUTIES,
             action="approve",
-            resource=EXPORT_PACKAGES,
-            record_ids=(package_id,),
+            resource=resource,
+            record_ids=(record_id or package_id,),
         )
     record_audit(
         session,
         approver,
         action="approve",
-        resource=EXPORT_PACKAGES,
-        record_ids=[package_id],
-        detail=f"exporter={exporter.username}",
+        resource=resource,
+        record_ids=[record_id or package_id],
+        detail=f"exporter={exporter.username}"
+        + ("" if record_id is None else f"; package={package_id}"),
     )
     logger.info(
         "export approved",

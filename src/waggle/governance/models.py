@@ -184,3 +184,33 @@ class AggregateQuery(Base):
     __table_args__ = (
         Index("ix_aggregate_queries_user_resource", "username", "resource"),
     )
+
+
+class ExportRequest(Base):
+    """One request to export a resource's rows as a signed package.
+
+    It stays ``pending`` until a compliance officer approves it (the package
+    is then built and signed by both) or rejects it with a reason. The
+    requester's user id and name are kept as they were when asked.
+    """
+
+    __tablename__ = "export_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    resource: Mapped[str] = mapped_column(String(60))
+    purpose: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    requested_by_id: Mapped[int | None] = mapped_column(Integer)
+    requested_by: Mapped[str] = mapped_column(String(80))
+    requested_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=now)
+    decided_by_id: Mapped[int | None] = mapped_column(Integer)
+    decided_by: Mapped[str | None] = mapped_column(String(80))
+    decided_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    reason: Mapped[str | None] = mapped_column(Text)
+    package_id: Mapped[str | None] = mapped_column(String(80), unique=True)
+    package_file: Mapped[str | None] = mapped_column(String(200))
+    row_count: Mapped[int | None] = mapped_column(Integer)
+    checksums_sm3: Mapped[str | None] = mapped_column(String(64))
+    audit_seq: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_export_requests_status", "status"),)

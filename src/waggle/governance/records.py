@@ -35,6 +35,7 @@ from waggle.core.actor import Actor
 from waggle.core.db import Base
 from waggle.core.errors import Conflict, InvalidInput, NotFound
 from waggle.governance.guard import authorize, ensure_in_scope, record_audit, row_filter
+from waggle.governance.lineage_models import note_editor
 from waggle.governance.masking import guard_masked_condition, mask_records, table_name
 from waggle.governance.retention import ensure_writable
 
@@ -84,6 +85,7 @@ def create_record(
         Conflict: a unique key is already taken.
     """
     scope = authorize(session, actor, "create", spec.name)
+    note_editor(session, actor.username)
     owner_key = spec.owner_column or ""
     if values.get(owner_key) is not None:
         # An owner named by the caller is checked before the hook runs, so a
@@ -221,6 +223,7 @@ def update_record(
         NotFound, PolicyDenied, InvalidInput, Conflict: as for create.
     """
     scope = authorize(session, actor, "update", spec.name)
+    note_editor(session, actor.username)
     record = _load(session, spec, record_id)
     _check_owner(
         session, actor, spec, scope, _owner_of(spec, record), "update", record_id
@@ -258,6 +261,7 @@ def delete_record(
         Conflict: other records still refer to it.
     """
     scope = authorize(session, actor, "delete", spec.name)
+    note_editor(session, actor.username)
     record = _load(session, spec, record_id)
     _check_owner(
         session, actor, spec, scope, _owner_of(spec, record), "delete", record_id

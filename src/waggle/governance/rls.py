@@ -10,7 +10,12 @@ transaction declares::
     SELECT set_config('waggle.visible_owners', '1,2,3', true)  -- or 'all'
 
 which :func:`apply_rls_scope` does from the actor's governance row scope
-(``SET LOCAL``: the value ends with the transaction). With no value set, no
+(``SET LOCAL``: the value ends with the transaction). When Waggle itself
+connects as such a role (:func:`rls_enforced`), :func:`enforce_on_sessions`
+makes every session of the application declare a scope in every
+transaction: the actor's, once :func:`scope_to_actor` has been called for the
+request (the API, the pages and ``--as`` on the command line do), and
+otherwise the system's (every row) for Waggle's own jobs. With no value set, no
 owned row is visible. Rows without an owner (the public pool, 公海) of
 accounts, contacts and opportunities are visible when
 ``waggle.unowned_rows`` is ``on``, which the same call sets for the roles
@@ -36,7 +41,7 @@ from typing import Any
 from psycopg import Error as DriverError
 from psycopg import sql
 from sqlalchemy import Connection, Engine, event, text
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from waggle.core.actor import Actor
 from waggle.core.errors import Conflict, InvalidInput, NotFound, UpstreamFailure
@@ -54,9 +59,17 @@ LIMITED_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "audit_entries": ("SELECT", "INSERT"),
     "audit_checkpoints": ("SELECT", "INSERT"),
     "audit_chain_head": ("SELECT", "INSERT", "UPDATE"),
+    # Provenance of figures and the field edit history replay relies on.
+    "figure_provenance": ("SELECT", "INSERT"),
+    "field_edits": ("SELECT", "INSERT"),
     "alembic_version": ("SELECT",),
 }
-APPEND_ONLY_TABLES = ("audit_entries", "audit_checkpoints")
+APPEND_ONLY_TABLES = (
+    "audit_entries",
+    "audit_checkpoints",
+    "figure_provenance",
+    "field_edits",
+)
 _ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
@@ -203,6 +216,63 @@ def apply_rls_scope(
         unowned_rows=scope == "all" or bool(actor.roles & pool_roles),
     )
     _declare(session.connection(), declared)
+    return declared
+
+
+SYSTEM_SCOPE = RlsScope(visible_owners="all", unowned_rows=True)
+_SCOPE_KEY = "waggle_rls_scope"
+_ENFORCED_KEY = "waggle_rls_enforced"
+
+
+def rls_enforced(engine: Engine) -> bool:
+    """Whether the role ``engine`` logs in as is held by row security.
+
+    True on PostgreSQL when the current user neither owns the opportunities
+    table nor is a superuser or has BYPASSRLS, and the table has row security
+    on (as :func:`install_rls` leaves it); false on SQLite.
+    """
+    if engine.dialect.name != "postgresql":
+        return False
+    with engine.connect() as connection:
+        held = connection.scalar(
+            text(
+                "SELECT c.relrowsecurity AND NOT (r.rolsuper OR r.rolbypassrls)"
+                " AND c.relowner <> r.oid"
+                " FROM pg_roles r, pg_class c"
+                " WHERE r.rolname = current_user AND c.relname = 'opportunities'"
+                " AND c.relkind = 'r'"
+            )
+        )
+    return bool(held)
+
+
+def enforce_on_sessions(sessions: sessionmaker[Session]) -> None:
+    """Declare a scope at the start of every transaction of ``sessions``.
+
+    A session scoped with :func:`scope_to_actor` declares its actor's rows;
+    any other session (a periodic job, the local operator) declares every row.
+    """
+    sessions.kw.setdefault("info", {})[_ENFORCED_KEY] = True
+
+    def declare(
+        session: Session, _transaction: SessionTransaction, connection: Connection
+    ) -> None:
+        _declare(connection, session.info.get(_SCOPE_KEY, SYSTEM_SCOPE))
+
+    event.listen(sessions, "after_begin", declare)
+
+
+def scope_to_actor(session: Session, actor: Actor) -> RlsScope | None:
+    """Hold ``session`` to ``actor``'s rows from now on, where row security is on.
+
+    Does nothing (returns ``None``) for sessions of a factory without
+    :func:`enforce_on_sessions`, and on SQLite.
+    """
+    if not session.info.get(_ENFORCED_KEY):
+        return None
+    declared = apply_rls_scope(session, actor)
+    if declared is not None:
+        session.info[_SCOPE_KEY] = declared
     return declared
 
 

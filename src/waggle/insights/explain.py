@@ -139,6 +139,25 @@ VOCABULARY: dict[str, dict[str, _Text]] = {
 TEMPLATES: dict[str, _Text] = {
     "source": ("商机来源：{level}", "deal source: {level}"),
 }
+# The name of each feature, for reports that rank features rather than levels.
+FEATURE_NAMES: dict[str, _Text] = {
+    "touch_ratio": ("触达频率（对比头部销售）", "touch rate against top reps"),
+    "recency": ("最近一次互动", "last interaction"),
+    "customer_response": ("客户回复速度", "customer response time"),
+    "rep_response": ("销售回复速度", "rep response time"),
+    "contacts": ("接触的联系人数", "contacts engaged"),
+    "decision_maker": ("决策人参与", "decision maker engaged"),
+    "stage_velocity": ("阶段推进速度", "stage velocity"),
+    "objections": ("客户异议", "objections"),
+    "competitors": ("竞争对手提及", "competitor mentions"),
+    "pricing": ("价格讨论", "pricing discussed"),
+    "materials": ("资料阅读", "materials read"),
+    "meetings": ("会议", "meetings"),
+    "visits": ("上门拜访", "field visits"),
+    "amount": ("商机金额", "deal amount"),
+    "source": ("商机来源", "deal source"),
+    "forecast_category": ("预测类别", "forecast category"),
+}
 DIRECTION: dict[str, _Text] = {
     "positive": ("有利", "helps"),
     "negative": ("不利", "hurts"),
@@ -199,6 +218,12 @@ def factor_text(feature: str, level: str) -> dict[str, str]:
     return {"zh-CN": zh, "en": en}
 
 
+def feature_name(feature: str) -> dict[str, str]:
+    """Return the zh-CN and en name of a feature (the identifier when unknown)."""
+    zh, en = FEATURE_NAMES.get(feature, (feature, feature))
+    return {"zh-CN": zh, "en": en}
+
+
 def factors(terms: Sequence[Term]) -> list[Factor]:
     """Return every non-zero term as a worded factor with its weight share."""
     total = sum(abs(term.weight) for term in terms)
@@ -236,6 +261,7 @@ def explain_stored(
 
 __all__ = [
     "DIRECTION",
+    "FEATURE_NAMES",
     "LOCALES",
     "TEMPLATES",
     "VOCABULARY",
@@ -245,4 +271,5 @@ __all__ = [
     "explain_stored",
     "factor_text",
     "factors",
+    "feature_name",
 ]

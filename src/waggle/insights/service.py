@@ -19,9 +19,13 @@ from sqlalchemy.orm import Session
 
 from waggle.core.actor import Actor
 from waggle.core.clock import as_utc, now
-from waggle.core.errors import Conflict, InvalidInput, NotFound
+from waggle.core.errors import Conflict, InvalidInput, NotFound, PolicyDenied
+from waggle.crm.importing import ImportSummary, import_file
+from waggle.crm.mapping import ColumnMapping
 from waggle.crm.models import Opportunity, OpportunityStatus
 from waggle.governance import authorize, ensure_in_scope, record_audit, row_filter
+from waggle.governance.duties import SEPARATION_OF_DUTIES
+from waggle.insights.challenger import BoostingSettings
 from waggle.insights.champion import (
     FALLBACK_NOTE,
     LOST,
@@ -46,10 +50,23 @@ from waggle.insights.health import (
     store_scores,
 )
 from waggle.insights.models import (
+    WIN_KINDS,
     ModelKind,
+    ModelPromotion,
+    ModelReport,
     ModelStatus,
     ModelVersion,
     OpportunityScore,
+    PromotionStatus,
+)
+from waggle.insights.report import (
+    Comparison,
+    closed_dates,
+    compare,
+    default_cutoff,
+    load_history,
+    render_html,
+    segments_of,
 )
 
 logger = logging.getLogger(__name__)
@@ -84,8 +101,10 @@ def train_champion(
 
     With less history than ``rule`` asks (default 200 won and 200 lost in 24
     months) no model is trained and the stage-default model stays in use,
-    with its note. With ``promote`` the new version becomes champion and the
-    previous champion is retired; otherwise it is a challenger.
+    with its note. With ``promote`` the new version becomes champion while
+    only the stage-default rule is in use (the first trained model); once a
+    trained champion exists, a new version is always a challenger and needs
+    an approved promotion (:func:`request_promotion`, :func:`decide_promotion`).
 
     Raises:
         PolicyDenied: the actor may not create models or read opportunities.
@@ -105,8 +124,14 @@ def train_champion(
     )
     calibration = holdout_calibration(rows)
     model = train((row.levels, row.outcome) for row in rows)
+    is_first = active_model(session).model is None
     version = _register(
-        session, actor, model, cutoff=cutoff, calibration=calibration, promote=promote
+        session,
+        actor,
+        model,
+        cutoff=cutoff,
+        calibration=calibration,
+        promote=promote and is_first,
     )
     _audit_training(session, actor, version, won, lost, fallback=False)
     logger.info(
@@ -171,7 +196,7 @@ def _retire_champions(session: Session) -> None:
     session.execute(
         update(ModelVersion)
         .where(
-            ModelVersion.kind == ModelKind.WIN_NAIVE_BAYES,
+            ModelVersion.kind.in_([str(kind) for kind in WIN_KINDS]),
             ModelVersion.status == ModelStatus.CHAMPION,
         )
         .values(status=ModelStatus.RETIRED)
@@ -214,6 +239,11 @@ def add_closed_deal(
     active = active_model(session)
     if active.model is None:
         raise NotFound("model_versions: no trained champion to update")
+    if not isinstance(active.model, NaiveBayes):
+        raise Conflict(
+            f"model {active.version.version}: a {active.version.kind} champion "
+            "learns new deals by retraining, not one deal at a time"
+        )
     opportunity = session.get(Opportunity, opportunity_id)
     if opportunity is None:
         raise NotFound(f"opportunity {opportunity_id} does not exist")
@@ -432,16 +462,393 @@ def list_model_versions(session: Session, actor: Actor) -> list[ModelVersion]:
     return versions
 
 
+# --------------------------------------------------------------------------
+# The model lifecycle: challengers, their reports, promotion with approval
+
+
+@dataclass(frozen=True)
+class ChallengerRun:
+    """A trained challenger, its stored report and, for an upload, the import."""
+
+    version: ModelVersion
+    report: ModelReport
+    import_summary: ImportSummary | None = None
+
+
+def train_challenger_version(
+    session: Session,
+    actor: Actor,
+    *,
+    cutoff: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    rule: HistoryRule | None = None,
+    settings: BoostingSettings | None = None,
+) -> ChallengerRun:
+    """Train a LightGBM challenger and store its report against the champion.
+
+    Deals closed before ``cutoff`` (default: the newest 20% of closed deals
+    in the window are held out) train both models; those closed from the
+    cut-off to ``until`` (default: now) test them. The challenger is
+    registered with status ``challenger``; it scores nothing until a
+    director approves its promotion.
+
+    Raises:
+        PolicyDenied: the actor may not create models or read opportunities.
+        InvalidInput: less training history than ``rule`` asks (default 200
+            won and 200 lost in 24 months), or no deal after the cut-off.
+    """
+    authorize(session, actor, "create", MODELS)
+    scope = authorize(session, actor, "read", OPPORTUNITIES)
+    visible = row_filter(session, actor, scope, Opportunity.owner_id)
+    rule = rule or HistoryRule()
+    until = as_utc(until or now())
+    if cutoff is None:
+        dates = closed_dates(
+            session, until=until, window_days=rule.window_days, visible=visible
+        )
+        cutoff = default_cutoff(dates)
+    cutoff = as_utc(cutoff)
+    training, holdout = load_history(
+        session,
+        cutoff=cutoff,
+        until=until,
+        window_days=rule.window_days,
+        visible=visible,
+    )
+    _require_history(training, rule)
+    segments = segments_of(session, [row.opportunity_id for row in holdout])
+    comparison = compare(training, holdout, segments=segments, settings=settings)
+    champion = active_model(session).version
+    version = _register_challenger(session, actor, comparison, cutoff=cutoff)
+    report = _store_report(
+        session, version, champion, comparison, cutoff=cutoff, until=until
+    )
+    record_audit(
+        session,
+        actor,
+        action="create",
+        resource=MODELS,
+        record_ids=[version.id],
+        detail=f"challenger {version.version} with report; cutoff {cutoff:%Y-%m-%d}",
+    )
+    logger.info(
+        "challenger trained",
+        extra={
+            "model_version": version.version,
+            "training": len(training),
+            "holdout": len(holdout),
+        },
+    )
+    return ChallengerRun(version, report)
+
+
+def _require_history(training: Sequence[TrainingRow], rule: HistoryRule) -> None:
+    won = sum(1 for row in training if row.outcome == WON)
+    lost = len(training) - won
+    if not rule.is_met(won, lost):
+        raise InvalidInput(
+            f"challenger training history: {won} won and {lost} lost before the "
+            f"cut-off; expected at least {rule.min_won} won and {rule.min_lost} "
+            f"lost in {rule.window_days} days ({FALLBACK_NOTE['en']} / "
+            f"{FALLBACK_NOTE['zh-CN']})",
+            won=won,
+            lost=lost,
+        )
+
+
+def _register_challenger(
+    session: Session, actor: Actor, comparison: Comparison, *, cutoff: dt.datetime
+) -> ModelVersion:
+    number = (session.scalar(select(func.count()).select_from(ModelVersion)) or 0) + 1
+    model = comparison.challenger
+    version = ModelVersion(
+        kind=ModelKind.WIN_LIGHTGBM,
+        version=f"lgbm-{cutoff:%Y%m%d}-{number}",
+        trained_at=now(),
+        cutoff=cutoff,
+        won_count=model.outcomes[WON],
+        lost_count=model.outcomes[LOST],
+        parameters={
+            "model": model.to_parameters(),
+            "calibration": comparison.figures["models"]["challenger"]["calibration"],
+        },
+        status=ModelStatus.CHALLENGER,
+        created_by=actor.username,
+    )
+    session.add(version)
+    session.flush()
+    return version
+
+
+def _store_report(
+    session: Session,
+    version: ModelVersion,
+    champion: ModelVersion,
+    comparison: Comparison,
+    *,
+    cutoff: dt.datetime,
+    until: dt.datetime,
+) -> ModelReport:
+    figures = {
+        "meta": {
+            "version": version.version,
+            "champion_version": champion.version,
+            "cutoff": cutoff.isoformat(),
+            "until": until.isoformat(),
+        },
+        **comparison.figures,
+    }
+    report = ModelReport(
+        model_version_id=version.id,
+        champion_version_id=champion.id,
+        cutoff=cutoff,
+        holdout_until=until,
+        figures=figures,
+        html=render_html(figures),
+    )
+    session.add(report)
+    session.flush()
+    return report
+
+
+def train_challenger_from_file(
+    session: Session,
+    actor: Actor,
+    data: bytes,
+    *,
+    filename: str,
+    file_format: str | None = None,
+    mapping: ColumnMapping | None = None,
+    **training: Any,
+) -> ChallengerRun:
+    """Import historical opportunities (the CRM import), then train a challenger.
+
+    The file is an ordinary ``opportunities`` import (CSV or XLSX, with a
+    column mapping): won and lost deals carry their stage (``won``/``lost``)
+    and ``closed_at``. Rejected rows stay in the import run; the challenger
+    learns from every closed deal Waggle then holds. ``training`` goes to
+    :func:`train_challenger_version`.
+
+    Raises:
+        PolicyDenied: the actor may not import opportunities or create models.
+        InvalidInput: the file is refused, or too little history results.
+    """
+    summary = import_file(
+        session,
+        actor,
+        "opportunities",
+        data,
+        filename=filename,
+        file_format=file_format,
+        mapping=mapping,
+    )
+    run = train_challenger_version(session, actor, **training)
+    return ChallengerRun(run.version, run.report, summary)
+
+
+def find_version(session: Session, actor: Actor, reference: str) -> ModelVersion:
+    """Return a model version by its name (``lgbm-20261201-7``) or its id.
+
+    Raises:
+        PolicyDenied: the actor may not read models.
+        NotFound: no such version.
+    """
+    authorize(session, actor, "read", MODELS)
+    found = session.scalar(
+        select(ModelVersion).where(ModelVersion.version == reference)
+    )
+    if found is None and reference.isdigit():
+        found = session.get(ModelVersion, int(reference))
+    if found is None:
+        raise NotFound(f"model version {reference!r} does not exist")
+    return found
+
+
+def get_report(session: Session, actor: Actor, version_id: int) -> ModelReport:
+    """Return the comparison report stored with a challenger version.
+
+    Raises:
+        PolicyDenied: the actor may not read models.
+        NotFound: the version has no report.
+    """
+    authorize(session, actor, "read", MODELS)
+    report = session.scalar(
+        select(ModelReport).where(ModelReport.model_version_id == version_id)
+    )
+    if report is None:
+        raise NotFound(f"model version {version_id}: no comparison report")
+    record_audit(
+        session, actor, action="read", resource=MODELS, record_ids=[version_id]
+    )
+    return report
+
+
+def request_promotion(
+    session: Session, actor: Actor, version_id: int, *, reason: str | None = None
+) -> ModelPromotion:
+    """Ask for a challenger to become the champion; a director must approve.
+
+    Raises:
+        PolicyDenied: the actor may not update models.
+        NotFound: no such version.
+        Conflict: the version is not a trained challenger, or a request for it
+            is already open.
+    """
+    authorize(session, actor, "update", MODELS)
+    version = _version(session, version_id)
+    if version.kind not in WIN_KINDS or version.status != ModelStatus.CHALLENGER:
+        raise Conflict(
+            f"model version {version.version}: status {version.status}, kind "
+            f"{version.kind}; only a trained challenger can be promoted"
+        )
+    if open_promotion(session, version_id) is not None:
+        raise Conflict(f"model version {version.version}: promotion already requested")
+    promotion = ModelPromotion(
+        model_version_id=version_id,
+        status=PromotionStatus.REQUESTED,
+        reason=reason,
+        requested_by=actor.username,
+        requested_by_user_id=actor.user_id,
+        requested_at=now(),
+    )
+    session.add(promotion)
+    session.flush()
+    record_audit(
+        session,
+        actor,
+        action="update",
+        resource=MODELS,
+        record_ids=[version_id],
+        detail=f"promotion of {version.version} requested",
+    )
+    return promotion
+
+
+def open_promotion(session: Session, version_id: int) -> ModelPromotion | None:
+    """Return the undecided promotion request of a version, if any."""
+    return session.scalar(
+        select(ModelPromotion).where(
+            ModelPromotion.model_version_id == version_id,
+            ModelPromotion.status == PromotionStatus.REQUESTED,
+        )
+    )
+
+
+def decide_promotion(
+    session: Session,
+    actor: Actor,
+    version_id: int,
+    *,
+    is_approved: bool = True,
+    note: str | None = None,
+) -> ModelPromotion:
+    """Approve (or reject) the open promotion request of a challenger.
+
+    On approval the challenger becomes the champion and the previous trained
+    champion retires; scores from then on name the new version. The approver
+    is never the person who asked (separation of duties).
+
+    Raises:
+        PolicyDenied: the actor may not approve models, or asked for this very
+            promotion (code ``separation_of_duties``).
+        NotFound: no such version, or no open request for it.
+        Conflict: the version is no longer a challenger.
+    """
+    authorize(session, actor, "approve", MODELS)
+    version = _version(session, version_id)
+    promotion = open_promotion(session, version_id)
+    if promotion is None:
+        raise NotFound(f"model version {version.version}: no open promotion request")
+    _refuse_own_request(actor, promotion, version)
+    if version.status != ModelStatus.CHALLENGER:
+        raise Conflict(f"model version {version.version}: status {version.status}")
+    promotion.status = (
+        PromotionStatus.APPROVED if is_approved else PromotionStatus.REJECTED
+    )
+    promotion.decided_by = actor.username
+    promotion.decided_at = now()
+    promotion.decision_note = note
+    if is_approved:
+        _retire_champions(session)
+        version.status = ModelStatus.CHAMPION
+        version.approved_by = actor.username
+    session.flush()
+    decision = "approved" if is_approved else "rejected"
+    record_audit(
+        session,
+        actor,
+        action="approve",
+        resource=MODELS,
+        record_ids=[version_id],
+        result="ok" if is_approved else "rejected",
+        detail=f"promotion of {version.version} {decision}; "
+        f"requested by {promotion.requested_by}",
+    )
+    logger.info(
+        "model promotion decided",
+        extra={"model_version": version.version, "decision": decision},
+    )
+    return promotion
+
+
+def _refuse_own_request(
+    actor: Actor, promotion: ModelPromotion, version: ModelVersion
+) -> None:
+    is_same_user = (
+        actor.user_id is not None and actor.user_id == promotion.requested_by_user_id
+    )
+    if is_same_user or actor.username == promotion.requested_by:
+        raise PolicyDenied(
+            f"model version {version.version}: {actor.username} asked for this "
+            "promotion and may not approve it; another person must",
+            code=SEPARATION_OF_DUTIES,
+            action="approve",
+            resource=MODELS,
+            record_ids=(str(version.id),),
+        )
+
+
+def _version(session: Session, version_id: int) -> ModelVersion:
+    version = session.get(ModelVersion, version_id)
+    if version is None:
+        raise NotFound(f"model version {version_id} does not exist")
+    return version
+
+
+def promotions_of(
+    session: Session, version_ids: Sequence[int]
+) -> dict[int, ModelPromotion]:
+    """Return the latest promotion request of each version that has one."""
+    found: dict[int, ModelPromotion] = {}
+    rows = session.scalars(
+        select(ModelPromotion)
+        .where(ModelPromotion.model_version_id.in_(list(version_ids)))
+        .order_by(ModelPromotion.id)
+    )
+    for promotion in rows:
+        found[promotion.model_version_id] = promotion
+    return found
+
+
 __all__ = [
     "MODELS",
     "SCORES",
+    "ChallengerRun",
     "OpportunityInsight",
     "TrainingReport",
     "add_closed_deal",
+    "decide_promotion",
     "explain",
     "explain_opportunity",
+    "find_version",
+    "get_report",
     "holdout_calibration",
     "list_model_versions",
+    "open_promotion",
+    "promotions_of",
+    "request_promotion",
     "score_opportunities",
+    "train_challenger_from_file",
+    "train_challenger_version",
     "train_champion",
 ]

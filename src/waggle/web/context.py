@@ -8,7 +8,7 @@ that nothing half-done is committed and a refusal is still audited.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -30,6 +30,7 @@ from waggle.core.errors import (
 from waggle.core.settings import Settings
 from waggle.crm.models import PipelineStage
 from waggle.governance import active_policy, record_denial
+from waggle.governance.rls import scope_to_actor
 from waggle.web.i18n import LOCALES, Translator
 from waggle.web.rendering import Formatter, render
 from waggle.web.sessions import (
@@ -143,6 +144,7 @@ def page_context(request: Request, session: SessionDep) -> PageContext:
     actor = with_request_id(resolved[0], request)
     # db_session reads it to audit a refusal that escapes the handler.
     request.state.actor = actor
+    scope_to_actor(session, actor)
     return PageContext(
         request=request,
         session=session,
@@ -153,14 +155,23 @@ def page_context(request: Request, session: SessionDep) -> PageContext:
     )
 
 
-async def submitted_form(request: Request) -> FormData:
-    """Return the submitted form (empty for requests that carry none)."""
+async def submitted_form(request: Request) -> AsyncIterator[FormData]:
+    """Yield the submitted form (empty for requests that carry none).
+
+    Uploaded files are spooled to temporary files; they are closed once the
+    request is done.
+    """
     content_type = request.headers.get("content-type", "")
-    if content_type.startswith(
+    if not content_type.startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")
     ):
-        return await request.form()
-    return FormData()
+        yield FormData()
+        return
+    form = await request.form()
+    try:
+        yield form
+    finally:
+        await form.close()
 
 
 FormDep = Annotated[FormData, Depends(submitted_form)]

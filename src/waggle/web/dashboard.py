@@ -15,14 +15,15 @@ from waggle.apikit import SessionDep
 from waggle.core.clock import now
 from waggle.crm.models import Pipeline
 from waggle.crm.service import ACCOUNTS, OPPORTUNITIES
+from waggle.governance.lineage_models import FigureProvenance
 from waggle.governance.records import list_records
 from waggle.identity.orgchart import EMPLOYEES
 from waggle.signals.ingest import RESOURCE as EVENTS
 from waggle.signals.service import captured_share
 from waggle.web.context import PageContext, PageDep
+from waggle.web.lineage_pages import dashboard_figures
 from waggle.web.queries import (
     StageTotal,
-    count_visible,
     names_by_id,
     readable_pipelines,
     stage_index,
@@ -71,14 +72,18 @@ def dashboard(page: PageDep, session: SessionDep) -> HTMLResponse:
         sort="expected_close_on",
         limit=CLOSING_SOON,
     ).items
+    # Each headline figure is computed with its provenance (lineage) and
+    # links to its drill-down page.
+    computed = dashboard_figures(
+        session, page.actor, pipeline, with_accounts=page.may("read", "accounts")
+    )
     return page.render(
         "dashboard.html",
         pipeline=pipeline,
-        figures=_figures(pipeline, totals),
+        figures=_figures(computed),
+        lineage={name: figure.id for name, figure in computed.items()},
         account_count=(
-            count_visible(session, page.actor, ACCOUNTS)
-            if page.may("read", "accounts")
-            else None
+            int(computed["accounts"].value) if "accounts" in computed else None
         ),
         captured_percent=_captured_percent(page, session),
         chart=_chart(page, pipeline, totals),
@@ -103,27 +108,14 @@ def _captured_percent(page: PageContext, session: Session) -> int | None:
     return None if share is None else round(100 * share)
 
 
-def _figures(pipeline: Pipeline, totals: dict[int, StageTotal]) -> Figures:
-    zero = StageTotal(count=0, amount=Decimal("0.00"))
-    open_count, open_amount, weighted = 0, Decimal("0.00"), Decimal("0.00")
-    won, lost = zero, zero
-    for stage in pipeline.stages:
-        total = totals.get(stage.id, zero)
-        if stage.is_won:
-            won = total
-        elif stage.is_lost:
-            lost = total
-        else:
-            open_count += total.count
-            open_amount += total.amount
-            weighted += total.amount * stage.probability / 100
+def _figures(computed: dict[str, FigureProvenance]) -> Figures:
     return Figures(
-        open_count=open_count,
-        open_amount=open_amount,
-        weighted_amount=weighted.quantize(Decimal("0.01")),
-        won_count=won.count,
-        won_amount=won.amount,
-        lost_count=lost.count,
+        open_count=int(computed["open_count"].value),
+        open_amount=Decimal(computed["open_amount"].value),
+        weighted_amount=Decimal(computed["weighted_amount"].value),
+        won_count=int(computed["won_count"].value),
+        won_amount=Decimal(computed["won_amount"].value),
+        lost_count=int(computed["lost_count"].value),
     )
 
 

@@ -1,7 +1,119 @@
-"""Web pages: the lineage pages (provenance of figures, drill-down)."""
+"""Web pages: the lineage pages (provenance of figures, drill-down).
+
+``GET /lineage/{id}`` shows a figure, its provenance, the source records the
+viewer may read (masked as the policy masks them) with their fields' edit
+history, and a replay button; ``POST /lineage/{id}/replay`` returns the
+replay's result as an HTMX fragment. :func:`dashboard_figures` computes the
+dashboard's headline figures with provenance, so each links here.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import json
+from typing import Any
 
-router = APIRouter()
+from fastapi import APIRouter
+from sqlalchemy.orm import Session
+from starlette.responses import HTMLResponse
+
+from waggle.apikit import SessionDep
+from waggle.core.actor import Actor
+from waggle.core.errors import WaggleError
+from waggle.crm.models import Pipeline
+from waggle.governance.lineage import (
+    FigureSpec,
+    check_provenance,
+    compute_figures,
+    drill_down,
+    replay_figure,
+)
+from waggle.governance.lineage_models import FigureProvenance
+from waggle.web.context import FormPageDep, PageDep, abandon, describe_error
+
+router = APIRouter(include_in_schema=False)
+
+OPPORTUNITIES = "opportunities"
+ACCOUNTS = "accounts"
+
+
+@router.get("/lineage/{figure_id}")
+def lineage_page(figure_id: int, page: PageDep, session: SessionDep) -> HTMLResponse:
+    """Show a figure's provenance and source records with their field edits."""
+    drill = drill_down(session, page.actor, figure_id)
+    figure = drill.figure
+    return page.render(
+        "lineage.html",
+        figure=figure,
+        drill=drill,
+        problems=check_provenance(session, figure),
+        spec_json=json.dumps(figure.spec, ensure_ascii=False, sort_keys=True),
+        shown=shown_value,
+    )
+
+
+@router.post("/lineage/{figure_id}/replay")
+def lineage_replay(
+    figure_id: int, page: FormPageDep, session: SessionDep
+) -> HTMLResponse:
+    """Replay a figure's provenance; return the result as a fragment."""
+    try:
+        replay = replay_figure(session, page.actor, figure_id)
+    except WaggleError as error:
+        abandon(session, page.actor, error)
+        return page.render(
+            "lineage_replay.html",
+            replay=None,
+            message=describe_error(page.t, error),
+            shown=shown_value,
+        )
+    return page.render(
+        "lineage_replay.html", replay=replay, message=None, shown=shown_value
+    )
+
+
+def shown_value(value: Any) -> str:
+    """Return a figure's value or an edited field's value as text."""
+    if value is None:
+        return "—"
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def dashboard_figures(
+    session: Session, actor: Actor, pipeline: Pipeline, *, with_accounts: bool
+) -> dict[str, FigureProvenance]:
+    """Compute the dashboard's headline figures of ``pipeline`` with provenance.
+
+    Raises:
+        PolicyDenied: the actor may not read the records or create lineage.
+    """
+    specs = _dashboard_specs(pipeline)
+    if with_accounts:
+        specs["accounts"] = FigureSpec(resource=ACCOUNTS, measure="count")
+    return compute_figures(session, actor, specs, reuse=True)
+
+
+def _dashboard_specs(pipeline: Pipeline) -> dict[str, FigureSpec]:
+    won = [stage.id for stage in pipeline.stages if stage.is_won]
+    lost = [stage.id for stage in pipeline.stages if stage.is_lost]
+    open_stages = [s.id for s in pipeline.stages if not (s.is_won or s.is_lost)]
+    weights = {str(s.id): s.probability for s in pipeline.stages if s.id in open_stages}
+
+    def spec(measure: str, stages: list[int], **extra: Any) -> FigureSpec:
+        filters = {"pipeline_id": pipeline.id, "stage_id": stages}
+        return FigureSpec(
+            resource=OPPORTUNITIES, measure=measure, filters=filters, **extra
+        )
+
+    return {
+        "open_amount": spec("sum:amount", open_stages),
+        "open_count": spec("count", open_stages),
+        "weighted_amount": spec(
+            "weighted:amount:stage_id", open_stages, weights=weights
+        ),
+        "won_amount": spec("sum:amount", won),
+        "won_count": spec("count", won),
+        "lost_count": spec("count", lost),
+        "win_rate": spec("share", won + lost, part={"stage_id": won}, places=0),
+    }

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 01:27:04.596636
+Create Date: 2026-12-04 03:28:20.452620
 """
 
 from collections.abc import Sequence
@@ -173,6 +173,34 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "export_requests",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("resource", sa.String(length=60), nullable=False),
+        sa.Column("purpose", sa.Text(), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("requested_by_id", sa.Integer(), nullable=True),
+        sa.Column("requested_by", sa.String(length=80), nullable=False),
+        sa.Column(
+            "requested_at", waggle.core.db.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.Column("decided_by_id", sa.Integer(), nullable=True),
+        sa.Column("decided_by", sa.String(length=80), nullable=True),
+        sa.Column(
+            "decided_at", waggle.core.db.UtcDateTime(timezone=True), nullable=True
+        ),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("package_id", sa.String(length=80), nullable=True),
+        sa.Column("package_file", sa.String(length=200), nullable=True),
+        sa.Column("row_count", sa.Integer(), nullable=True),
+        sa.Column("checksums_sm3", sa.String(length=64), nullable=True),
+        sa.Column("audit_seq", sa.BigInteger(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_export_requests")),
+        sa.UniqueConstraint("package_id", name=op.f("uq_export_requests_package_id")),
+    )
+    with op.batch_alter_table("export_requests", schema=None) as batch_op:
+        batch_op.create_index("ix_export_requests_status", ["status"], unique=False)
+
+    op.create_table(
         "field_data_keys",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("key_id", sa.String(length=32), nullable=False),
@@ -192,6 +220,65 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_field_data_keys")),
         sa.UniqueConstraint("key_id", name=op.f("uq_field_data_keys_key_id")),
     )
+    op.create_table(
+        "field_edits",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("resource", sa.String(length=60), nullable=False),
+        sa.Column("record_id", sa.BigInteger(), nullable=False),
+        sa.Column("field", sa.String(length=60), nullable=False),
+        sa.Column("kind", sa.String(length=10), nullable=False),
+        sa.Column("old_value", sa.Text(), nullable=True),
+        sa.Column("new_value", sa.Text(), nullable=True),
+        sa.Column("is_withheld", sa.Boolean(), nullable=False),
+        sa.Column("changed_by", sa.String(length=80), nullable=True),
+        sa.Column(
+            "changed_at", waggle.core.db.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_field_edits")),
+    )
+    with op.batch_alter_table("field_edits", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_field_edits_record",
+            ["resource", "record_id", "field", "id"],
+            unique=False,
+        )
+
+    op.create_table(
+        "figure_provenance",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("name", sa.String(length=120), nullable=False),
+        sa.Column("resource", sa.String(length=60), nullable=False),
+        sa.Column("spec", waggle.core.db.JsonText(), nullable=False),
+        sa.Column("value", waggle.core.db.JsonText(), nullable=True),
+        sa.Column("user_id", sa.Integer(), nullable=True),
+        sa.Column("username", sa.String(length=80), nullable=False),
+        sa.Column("roles", sa.String(length=200), nullable=False),
+        sa.Column("scope", sa.String(length=20), nullable=False),
+        sa.Column("policy_version", sa.String(length=200), nullable=False),
+        sa.Column("policy_digest", sa.String(length=64), nullable=False),
+        sa.Column("chain_seq", sa.BigInteger(), nullable=False),
+        sa.Column("chain_hash", sa.String(length=64), nullable=False),
+        sa.Column("checkpoint_id", sa.Integer(), nullable=True),
+        sa.Column("checkpoint_seq", sa.BigInteger(), nullable=True),
+        sa.Column("record_ids", waggle.core.db.JsonText(), nullable=False),
+        sa.Column("values_digest", sa.String(length=64), nullable=False),
+        sa.Column("edit_seq", sa.BigInteger(), nullable=False),
+        sa.Column("figure_key", sa.String(length=64), nullable=False),
+        sa.Column("provenance_digest", sa.String(length=64), nullable=False),
+        sa.Column(
+            "computed_at", waggle.core.db.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_figure_provenance")),
+    )
+    with op.batch_alter_table("figure_provenance", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_figure_provenance_figure_key"), ["figure_key"], unique=False
+        )
+
     op.create_table(
         "import_runs",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -526,6 +613,63 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "model_promotions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("model_version_id", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("reason", sa.String(length=500), nullable=True),
+        sa.Column("requested_by", sa.String(length=80), nullable=False),
+        sa.Column("requested_by_user_id", sa.Integer(), nullable=True),
+        sa.Column(
+            "requested_at", waggle.core.db.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.Column("decided_by", sa.String(length=80), nullable=True),
+        sa.Column(
+            "decided_at", waggle.core.db.UtcDateTime(timezone=True), nullable=True
+        ),
+        sa.Column("decision_note", sa.String(length=500), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["model_version_id"],
+            ["model_versions.id"],
+            name=op.f("fk_model_promotions_model_version_id_model_versions"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_model_promotions")),
+    )
+    with op.batch_alter_table("model_promotions", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_model_promotions_version", ["model_version_id"], unique=False
+        )
+
+    op.create_table(
+        "model_reports",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("model_version_id", sa.Integer(), nullable=False),
+        sa.Column("champion_version_id", sa.Integer(), nullable=True),
+        sa.Column("cutoff", waggle.core.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "holdout_until", waggle.core.db.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.Column("figures", waggle.core.db.JsonText(), nullable=False),
+        sa.Column("html", sa.Text(), nullable=False),
+        sa.Column(
+            "created_at", waggle.core.db.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.ForeignKeyConstraint(
+            ["champion_version_id"],
+            ["model_versions.id"],
+            name=op.f("fk_model_reports_champion_version_id_model_versions"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["model_version_id"],
+            ["model_versions.id"],
+            name=op.f("fk_model_reports_model_version_id_model_versions"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_model_reports")),
+        sa.UniqueConstraint(
+            "model_version_id", name=op.f("uq_model_reports_model_version_id")
+        ),
+    )
+    op.create_table(
         "pipeline_stages",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("pipeline_id", sa.Integer(), nullable=False),
@@ -843,6 +987,44 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_contacts_email"), ["email"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_contacts_owner_id"), ["owner_id"], unique=False
+        )
+
+    op.create_table(
+        "customer_health_scores",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("owner_id", sa.Integer(), nullable=True),
+        sa.Column("risk", sa.Integer(), nullable=False),
+        sa.Column("health", sa.Integer(), nullable=False),
+        sa.Column("level", sa.String(length=10), nullable=False),
+        sa.Column("reasons", waggle.core.db.JsonText(), nullable=False),
+        sa.Column("signals", waggle.core.db.JsonText(), nullable=False),
+        sa.Column("thresholds", sa.String(length=300), nullable=False),
+        sa.Column("as_of", waggle.core.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "computed_at", waggle.core.db.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.Column("is_latest", sa.Boolean(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_customer_health_scores_account_id_accounts"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["owner_id"],
+            ["employees.id"],
+            name=op.f("fk_customer_health_scores_owner_id_employees"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_customer_health_scores")),
+    )
+    with op.batch_alter_table("customer_health_scores", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_customer_health_scores_latest",
+            ["account_id", "is_latest"],
+            unique=False,
+        )
+        batch_op.create_index(
+            "ix_customer_health_scores_owner", ["owner_id", "is_latest"], unique=False
         )
 
     op.create_table(
@@ -1495,6 +1677,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_pool_events_account_id"))
 
     op.drop_table("pool_events")
+    with op.batch_alter_table("customer_health_scores", schema=None) as batch_op:
+        batch_op.drop_index("ix_customer_health_scores_owner")
+        batch_op.drop_index("ix_customer_health_scores_latest")
+
+    op.drop_table("customer_health_scores")
     with op.batch_alter_table("contacts", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_contacts_owner_id"))
         batch_op.drop_index(batch_op.f("ix_contacts_email"))
@@ -1530,6 +1717,11 @@ def downgrade() -> None:
     op.drop_table("accounts")
     op.drop_table("signal_raw_records")
     op.drop_table("pipeline_stages")
+    op.drop_table("model_reports")
+    with op.batch_alter_table("model_promotions", schema=None) as batch_op:
+        batch_op.drop_index("ix_model_promotions_version")
+
+    op.drop_table("model_promotions")
     with op.batch_alter_table("import_rejects", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_import_rejects_run_id"))
 
@@ -1562,7 +1754,19 @@ def downgrade() -> None:
     op.drop_table("merge_records")
     op.drop_table("materials")
     op.drop_table("import_runs")
+    with op.batch_alter_table("figure_provenance", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_figure_provenance_figure_key"))
+
+    op.drop_table("figure_provenance")
+    with op.batch_alter_table("field_edits", schema=None) as batch_op:
+        batch_op.drop_index("ix_field_edits_record")
+
+    op.drop_table("field_edits")
     op.drop_table("field_data_keys")
+    with op.batch_alter_table("export_requests", schema=None) as batch_op:
+        batch_op.drop_index("ix_export_requests_status")
+
+    op.drop_table("export_requests")
     with op.batch_alter_table("experiments", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_experiments_rule_ref"))
 
