@@ -12,7 +12,6 @@ import datetime as dt
 import random
 from typing import Any
 
-from waggle.rules import engine as engine_module
 from waggle.rules.conditions import EngineEvent
 from waggle.rules.engine import Firing, RuleEngine
 from waggle.rules.language import parse_rule
@@ -78,8 +77,10 @@ def _signature(firings: list[Firing]) -> list[tuple[Any, ...]]:
     ]
 
 
-def _run(rules: list[Any], events: list[EngineEvent]) -> tuple[RuleEngine, list[Any]]:
-    engine = RuleEngine()
+def _run(
+    rules: list[Any], events: list[EngineEvent], *, sweeping: bool = True
+) -> tuple[RuleEngine, list[Any]]:
+    engine = RuleEngine(sweeping=sweeping)
     engine.load_rules(rules)
     found: list[Firing] = []
     for event in events:
@@ -134,13 +135,12 @@ def test_an_event_meets_only_the_rules_expecting_its_indexed_value() -> None:
     ]
 
 
-def test_sweeping_changes_no_firing_and_drops_expired_state(monkeypatch) -> None:
+def test_sweeping_changes_no_firing_and_drops_expired_state() -> None:
     """With and without sweeps the firings agree; sweeps leave fewer states."""
     rules, events = _rules(), _events(600, seed=5)
 
     swept_engine, swept = _run(rules, events)
-    monkeypatch.setattr(engine_module, "SWEEP_EVERY", dt.timedelta(days=10_000))
-    kept_engine, kept = _run(rules, events)
+    kept_engine, kept = _run(rules, events, sweeping=False)
 
     assert swept == kept
     assert len(swept_engine.states) < len(kept_engine.states)

@@ -447,7 +447,8 @@ def compute_figures(
             sharing = [other for other in specs.values() if _read_key(other) == key]
             reads[key] = _read(session, actor, spec, sharing)
         scope, wide = reads[key]
-        rows = [(rid, {f: v[f] for f in spec.fields()}) for rid, v in wide]
+        fields = spec.fields()
+        rows = [(rid, {f: v[f] for f in fields}) for rid, v in wide]
         fresh = _record_figure(
             session, actor, name, spec, scope=scope, rows=rows, position=position
         )

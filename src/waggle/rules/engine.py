@@ -19,12 +19,13 @@ listen to its type.
 
 State that can no longer matter is swept away as event time moves on: count
 and change windows that have slid past, sequences that timed out, firing
-times older than their throttle, and then the emptied states themselves. A
-sweep runs once event time has moved by :data:`SWEEP_EVERY` and at least as
-many events as there are states have been applied since the last one, so
-its cost stays at about one state per event. It keeps :data:`SWEEP_GRACE` of
-history behind the watermark, so an event arriving up to that late is judged
-as if nothing had been swept.
+times older than their throttle, and then the emptied states themselves.
+A state holding such timed entries has one look scheduled (a heap) for the
+instant its oldest entry could go; when the watermark passes it, the state
+is pruned and, if anything is left, its next look is scheduled. No state is
+ever scanned for nothing and the cost per write stays constant. Each look
+keeps :data:`SWEEP_GRACE` of history behind the watermark, so an event
+arriving up to that late is judged as if nothing had been swept.
 """
 
 from __future__ import annotations
@@ -60,9 +61,7 @@ StateKey = tuple[str, int]
 Deadline = Callable[[dt.datetime, dt.timedelta], dt.datetime]
 ArmOf = Callable[[Rule, int], str]
 MAX_FACTS = 20
-SWEEP_EVERY = dt.timedelta(hours=6)
 SWEEP_GRACE = dt.timedelta(days=1)
-SWEEP_STATES_PER_EVENT = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,8 +254,9 @@ class RuleEngine:
     _by_type: dict[str, _Dispatch] = field(default_factory=dict)
     _timers: list[tuple[float, str, int]] = field(default_factory=list)
     dirty: set[StateKey] = field(default_factory=set)
-    _swept_at: float | None = None
-    _since_sweep: int = 0
+    _expiries: list[tuple[float, str, int]] = field(default_factory=list)
+    _scheduled: set[StateKey] = field(default_factory=set)
+    sweeping: bool = True
 
     def load_rules(self, rules: Iterable[Rule]) -> None:
         """Use ``rules`` from now on; state of rules whose pattern changed is reset."""
@@ -301,6 +301,9 @@ class RuleEngine:
         self.states = {key: dict(value) for key, value in states.items()}
         self.watermark = watermark
         self._rebuild_timers()
+        self._expiries, self._scheduled = [], set()
+        for key in self.states:
+            self._schedule_next(key)
 
     @property
     def rule_keys(self) -> list[str]:
@@ -309,7 +312,6 @@ class RuleEngine:
     def process(self, event: EngineEvent) -> list[Firing]:
         """Apply one event: due deadlines first, then every rule that listens."""
         firings = self.advance(event.occurred_at)
-        self._since_sweep += 1
         typed = self._by_type.get(event.event_type)
         wildcard = self._by_type.get("*")
         listeners = typed.candidates(event, self.facts) if typed else []
@@ -345,36 +347,47 @@ class RuleEngine:
             found = self._expire(rule_key, key_id, deadline)
             if found is not None:
                 firings.append(found)
-        self._sweep_when_due()
+        before = limit - SWEEP_GRACE.total_seconds()
+        while self._expiries and self._expiries[0][0] < limit:
+            _, rule_key, key_id = heapq.heappop(self._expiries)
+            key = (rule_key, key_id)
+            self._scheduled.discard(key)
+            if not self._sweep_one(key, before):
+                self._schedule_next(key)
         return firings
 
-    def _sweep_when_due(self) -> None:
-        now = _stamp(self.watermark) if self.watermark else None
-        if now is None:
+    def _sweep_later(self, compiled: _Compiled, key_id: int, until: float) -> None:
+        """Make sure this state is looked at once the watermark passes ``until``."""
+        key = (compiled.rule.key, key_id)
+        if self.sweeping and key not in self._scheduled:
+            self._scheduled.add(key)
+            due = until + SWEEP_GRACE.total_seconds()
+            heapq.heappush(self._expiries, (due, key[0], key_id))
+
+    def _schedule_next(self, key: StateKey) -> None:
+        compiled, state = self._rules.get(key[0]), self.states.get(key)
+        if compiled is None or state is None:
             return
-        if self._swept_at is None:
-            self._swept_at = now
-            return
-        if (
-            now - self._swept_at >= SWEEP_EVERY.total_seconds()
-            and self._since_sweep * SWEEP_STATES_PER_EVENT >= len(self.states)
-        ):
-            self.sweep(now - SWEEP_GRACE.total_seconds())
-            self._swept_at = now
-            self._since_sweep = 0
+        until = _oldest_expiry(compiled, state)
+        if until is not None:
+            self._sweep_later(compiled, key[1], until)
+
+    def _sweep_one(self, key: StateKey, before: float) -> bool:
+        state = self.states.get(key)
+        if state is None:
+            return False
+        compiled = self._rules.get(key[0])
+        if compiled is not None:
+            _prune(compiled, state, before)
+        if any(state.values()):
+            return False
+        del self.states[key]
+        self.dirty.add(key)
+        return True
 
     def sweep(self, before: float) -> int:
         """Drop state no event at or after ``before`` can use; return how many went."""
-        removed = 0
-        for key, state in list(self.states.items()):
-            compiled = self._rules.get(key[0])
-            if compiled is not None:
-                _prune(compiled, state, before)
-            if not any(state.values()):
-                del self.states[key]
-                self.dirty.add(key)
-                removed += 1
-        return removed
+        return sum(self._sweep_one(key, before) for key in list(self.states))
 
     # -- patterns ---------------------------------------------------------
 
@@ -406,6 +419,10 @@ class RuleEngine:
                 else 1
             )
             items.append([event.timestamp, value, event.id, event.event_type])
+            if compiled.window_seconds is not None:
+                self._sweep_later(
+                    compiled, key_id, event.timestamp + compiled.window_seconds
+                )
         if pattern.within is not None:
             horizon = event.timestamp - pattern.within.total_seconds()
             while items and items[0][0] <= horizon:
@@ -485,10 +502,12 @@ class RuleEngine:
             steps.clear()
         if f"step{len(steps)}" in roles:
             steps.append([event.timestamp, None, event.id, event.event_type])
+            self._sweep_later(compiled, key_id, steps[0][0] + window)
         elif not steps or "step0" not in roles:
             return None
         else:
             steps[:] = [[event.timestamp, None, event.id, event.event_type]]
+            self._sweep_later(compiled, key_id, event.timestamp + window)
         if len(steps) < len(compiled.pattern.steps):
             return None
         facts = [_stored_fact(item) for item in steps]
@@ -506,6 +525,7 @@ class RuleEngine:
         while points and points[0][0] < horizon:
             points.pop(0)
         points.append([event.timestamp, value, event.id, event.event_type])
+        self._sweep_later(compiled, key_id, event.timestamp + compiled.window_seconds)
         earlier = points[:-1]
         if not earlier:
             return None
@@ -576,7 +596,22 @@ class RuleEngine:
             state["fired"] = recent
             return "throttled"
         state["fired"] = [*recent, _stamp(at)]
+        self._sweep_later(compiled, key_id, _stamp(at) + compiled.throttle_seconds)
         return "fired"
+
+
+def _oldest_expiry(compiled: _Compiled, state: State) -> float | None:
+    """When the oldest timed entry of ``state`` slides out, if it has one."""
+    window = compiled.window_seconds
+    found = []
+    if window is not None:
+        for name in ("items", "points", "steps"):
+            entries = state.get(name)
+            if entries:
+                found.append(entries[0][0] + window)
+    if state.get("fired"):
+        found.append(state["fired"][0] + compiled.throttle_seconds)
+    return min(found, default=None)
 
 
 def _prune(compiled: _Compiled, state: State, before: float) -> None:
