@@ -22,6 +22,7 @@ $(ASSETS_STAMP): package.json scripts/vendor-assets.sh
 	touch $(ASSETS_STAMP)
 
 run: install
+	bash scripts/ensure-system-packages.sh --runtime
 	$(BIN)/waggle db upgrade
 	$(BIN)/waggle demo --if-empty
 	$(BIN)/waggle serve --feed-demo-signals

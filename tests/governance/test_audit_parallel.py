@@ -72,6 +72,23 @@ def test_an_intact_chain_verifies_the_same_in_two_workers(
     assert single == parallel == (ENTRIES, 6, 6, None)
 
 
+def test_a_tail_cut_with_the_head_wound_back_is_found_by_both_walks(
+    sessions: sessionmaker[Session], engine: Engine, long_chain
+) -> None:
+    """Entries past 550 deleted and the head set to 550: checkpoint 600 catches it."""
+    with engine.begin() as connection:
+        last = connection.execute(
+            text("SELECT entry_hash FROM audit_entries WHERE seq = 550")
+        ).scalar_one()
+        connection.execute(text("DELETE FROM audit_entries WHERE seq > 550"))
+        connection.execute(update(AuditChainHead).values(seq=550, entry_hash=last))
+
+    single = _verdict(sessions, long_chain, workers=1)[3]
+    parallel = _verdict(sessions, long_chain, workers=2)[3]
+
+    assert single == parallel == ("truncated", 600)
+
+
 @pytest.mark.parametrize(
     ("tamper", "expected"),
     [

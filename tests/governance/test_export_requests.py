@@ -442,3 +442,24 @@ def test_the_cli_rejects_and_then_refuses_the_download(
     ]
     assert exited.value.code == 4
     assert not out.exists()
+
+
+def test_a_package_of_an_approval_that_rolls_back_is_removed(
+    sessions: sessionmaker[Session], org: Org, settings: Settings
+) -> None:
+    """Built, then the transaction fails: no package file stays on disk."""
+    _seed(sessions, org)
+    request_id = _request(sessions, org.actors["manager_a"])
+    folder = settings.data_dir / "exports"
+
+    with sessions() as session:
+        approved = approve_export_request(
+            session, org.actors["compliance"], request_id, settings=settings
+        )
+        built = folder / str(approved.package_file)
+        existed = built.exists()
+        session.rollback()
+
+    assert (existed, built.exists()) == (True, False)
+    with transaction(sessions) as session:
+        assert session.get_one(ExportRequest, request_id).status == "pending"

@@ -377,19 +377,21 @@ def test_classified_values_are_withheld_from_the_edit_history(
             org.actors["rep_a1"],
             CONTACTS,
             contact_id,
-            {"phone": "13900001111"},
+            {"phone": "13900001111", "name": "王芳芳", "decision_role": "user"},
         )
 
     with sessions() as session:
-        edit = session.scalars(
-            select(FieldEdit).where(FieldEdit.record_id == contact_id)
-        ).one()
-    assert (edit.field, edit.old_value, edit.new_value, edit.is_withheld) == (
-        "phone",
-        None,
-        None,
-        True,
-    )
+        edits = session.scalars(
+            select(FieldEdit)
+            .where(FieldEdit.record_id == contact_id)
+            .order_by(FieldEdit.field)
+        ).all()
+    # The name is personal information: withheld too; the role is copied.
+    assert [(e.field, e.old_value, e.new_value, e.is_withheld) for e in edits] == [
+        ("decision_role", "null", '"user"', False),  # JSON-encoded values
+        ("name", None, None, True),
+        ("phone", None, None, True),
+    ]
 
 
 def test_drill_down_shows_only_records_the_viewer_may_read(
@@ -470,6 +472,24 @@ def test_figures_refuse_classified_fields(
     assert "contacts.phone is classified" in raised.value.message
 
 
+def test_a_personal_field_cannot_contribute_and_a_text_field_cannot_be_summed(
+    sessions: sessionmaker[Session], org: Org
+) -> None:
+    """Names are personal information; summing a name is not a number."""
+    personal = FigureSpec(
+        resource="contacts", measure="count", filters={"name": "王伟"}
+    )
+    textual = FigureSpec(resource="opportunities", measure="sum:name")
+
+    with transaction(sessions) as session, pytest.raises(InvalidInput) as named:
+        compute_figure(session, org.actors["ops"], name="x", spec=personal)
+    with transaction(sessions) as session, pytest.raises(InvalidInput) as summed:
+        compute_figure(session, org.actors["ops"], name="y", spec=textual)
+
+    assert "contacts.name is classified, personal" in named.value.message
+    assert "opportunities.name is not a number" in summed.value.message
+
+
 def test_reusing_an_identical_figure_adds_no_row(
     sessions: sessionmaker[Session], org: Org
 ) -> None:
@@ -543,3 +563,29 @@ def test_a_grouped_figure_replays_after_a_record_changes_group(
     assert replay.replayed_value == {f"[{a1}]": "1250.50", f"[{a2}]": "300.00"}
     assert replay.current_value == {f"[{a1}]": "1000.00", f"[{a2}]": "550.50"}
     assert (replay.is_reproduced, replay.changed) == (True, [deals["a1_second"]])
+
+
+def test_a_rep_replaying_a_managers_figure_gets_the_verdict_not_the_values(
+    sessions: sessionmaker[Session], org: Org
+) -> None:
+    """The team total would tell what the rep's row scope hides: values withheld."""
+    _seed(sessions, org)
+    figure_id = _compute(sessions, org, "manager_a", SUM)
+
+    with transaction(sessions) as session:
+        mine = replay_figure(session, org.actors["manager_a"], figure_id)
+        theirs = replay_figure(session, org.actors["rep_a1"], figure_id)
+
+    assert (mine.is_value_withheld, mine.is_reproduced) == (False, True)
+    assert mine.stored_value is not None
+    # Today's figure, computed in the rep's own scope, misses the team's deals.
+    assert (theirs.is_value_withheld, theirs.is_reproduced, theirs.is_current) == (
+        True,
+        True,
+        False,
+    )
+    assert (theirs.stored_value, theirs.replayed_value, theirs.current_value) == (
+        None,
+        None,
+        None,
+    )

@@ -183,14 +183,11 @@ def test_cli_filters_take_json_values(
 def test_api_lists_only_the_record_ids_the_reader_may_read(
     client: TestClient, sessions: sessionmaker[Session], org: Org
 ) -> None:
-    """A rep reading a manager's figure sees its value and count, and own ids only."""
+    """A rep reading a manager's figure sees its count and own ids, not its value."""
     deals = _seed(sessions, org)
     created = client.post(URL, json=BODY, headers=org.headers("manager_a")).json()
 
     shown = client.get(f"{URL}/{created['id']}", headers=org.headers("rep_a1")).json()
 
-    assert (shown["value"], shown["record_count"], shown["record_ids"]) == (
-        "1300.00",
-        2,
-        [deals["a1"]],
-    )
+    assert (shown["value"], shown["value_withheld"]) == (None, True)
+    assert (shown["record_count"], shown["record_ids"]) == (2, [deals["a1"]])

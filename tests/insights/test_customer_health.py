@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.factories import Org
 from tests.insights import add_account, add_contact, add_deal, days
 from waggle.core.db import transaction
-from waggle.core.errors import InvalidInput, PolicyDenied
+from waggle.core.errors import InvalidInput, NotFound, PolicyDenied
 from waggle.crm.models import Account
 from waggle.insights.customer_health import (
     SIGNALS,
@@ -290,6 +290,20 @@ def test_health_stays_inside_the_actors_scope(sessions, org):
         assess_accounts(session, org.actors["admin"], as_of=AS_OF)
 
     assert listed == []
+
+
+def test_a_merged_account_has_no_health_of_its_own(sessions, org):
+    """Asking for a merged account names the account it went into."""
+    account_id = _seed(sessions, org)
+    with transaction(sessions) as session:
+        survivor = add_account(session, "上海星河机械股份有限公司")
+        merged = session.get_one(Account, account_id)
+        merged.merged_into_id = survivor
+
+    with transaction(sessions) as session, pytest.raises(NotFound) as missing:
+        account_health(session, org.actors["rep_a1"], account_id, as_of=AS_OF)
+
+    assert f"merged into account {survivor}" in missing.value.message
 
 
 def test_distribution_counts_accounts_per_health_band(sessions, org):

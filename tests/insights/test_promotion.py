@@ -46,7 +46,9 @@ def _levels(rng: random.Random) -> dict[str, str]:
     return found
 
 
-def add_challenger(session: Session, *, kind: str = ModelKind.WIN_LIGHTGBM) -> int:
+def add_challenger(
+    session: Session, *, kind: str = ModelKind.WIN_LIGHTGBM, created_by: str = "ops"
+) -> int:
     """Register a small trained LightGBM challenger (won when pricing was discussed)."""
     rng = random.Random(11)
     rows = []
@@ -64,7 +66,7 @@ def add_challenger(session: Session, *, kind: str = ModelKind.WIN_LIGHTGBM) -> i
         lost_count=model.outcomes["lost"],
         parameters={"model": model.to_parameters()},
         status=ModelStatus.CHALLENGER,
-        created_by="ops",
+        created_by=created_by,
     )
     session.add(version)
     session.flush()
@@ -102,6 +104,19 @@ def test_the_person_who_asked_may_not_approve(session, org: Org):
         decide_promotion(session, BOTH_HATS, version_id)
 
     assert refused.value.code == "separation_of_duties"
+    assert session.get_one(ModelVersion, version_id).status == "challenger"
+
+
+def test_the_person_who_trained_the_model_may_not_approve_it(session, org: Org):
+    """Someone else asked, but the approver trained the challenger: refused."""
+    version_id = add_challenger(session, created_by=BOTH_HATS.username)
+    request_promotion(session, org.actors["ops"], version_id)
+
+    with pytest.raises(PolicyDenied) as refused:
+        decide_promotion(session, BOTH_HATS, version_id)
+
+    assert refused.value.code == "separation_of_duties"
+    assert "trained this model" in refused.value.message
     assert session.get_one(ModelVersion, version_id).status == "challenger"
 
 

@@ -143,3 +143,20 @@ def test_too_little_history_is_refused_on_the_page_with_the_reason(
     assert "200" in refused.text
     with transaction(sessions) as session:
         assert session.query(ModelVersion).filter_by(kind="win_lightgbm").count() == 0
+
+
+def test_an_overlong_reason_is_refused_with_its_length(
+    client: TestClient, sessions: sessionmaker[Session], org: Org
+) -> None:
+    """A reason of 501 characters is refused before it reaches the database."""
+    version_id = _challenger(sessions)
+    token = log_in(client, "ops")
+
+    refused = _post(
+        client, f"/insights/models/{version_id}/promotion", token, reason="长" * 501
+    )
+
+    assert refused.status_code == 422
+    assert "501" in refused.text
+    with transaction(sessions) as session:
+        assert session.query(ModelPromotion).count() == 0

@@ -375,11 +375,10 @@ def verify_chain(
                 walk = _walk(rows, head.algorithm, checkpoints, expected_seq=1)
             _take(report, walk, previous=None)
         _check_head(head, report)
-        _check_signatures(
-            session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq_to)),
-            keys,
-            report,
-        )
+        signed = session.scalars(
+            select(AuditCheckpoint).order_by(AuditCheckpoint.seq_to)
+        ).all()
+        _check_signatures(signed, keys, report)
     except _Broken as broken:
         report.problem = broken.problem
     return report
@@ -538,7 +537,14 @@ def _walk_apart(
                 head.algorithm,
                 low,
                 high,
-                [c for c in checkpoints if low <= c.seq_from and c.seq_to <= high],
+                # The last run takes every later checkpoint, also those past
+                # the head: entries cut off with the head wound back.
+                [
+                    c
+                    for c in checkpoints
+                    if low <= c.seq_from
+                    and (c.seq_to <= high or index == len(parts) - 1)
+                ],
                 first=index == 0,
                 last=index == len(parts) - 1,
             )

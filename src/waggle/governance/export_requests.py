@@ -25,7 +25,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, event, select
 from sqlalchemy.orm import Session
 
 from waggle.core.actor import Actor
@@ -232,6 +232,7 @@ def approve_export_request(
     _seal_now(session)
     decided_at = now()
     destination = _package_folder(settings) / f"{package_id}.zip"
+    _remove_if_rolled_back(session, destination)
     built = build_package(
         destination,
         files=_package_files(request, rows, approver=approver, decided_at=decided_at),
@@ -250,6 +251,27 @@ def approve_export_request(
         extra={"request_id": request.id, "package_id": package_id},
     )
     return request
+
+
+def _remove_if_rolled_back(session: Session, path: Path) -> None:
+    """Delete ``path`` should the transaction that wrote it roll back.
+
+    The package is built inside the approval's transaction (it must carry the
+    export's audit entry); a package whose approval never committed would be
+    exported rows with no approved request behind them.
+    """
+    settled = {"committed": False}
+
+    def committed(_session: Session) -> None:
+        settled["committed"] = True
+
+    def rolled_back(_session: Session) -> None:
+        if not settled["committed"]:
+            path.unlink(missing_ok=True)
+            logger.info("export package removed", extra={"package": path.name})
+
+    event.listen(session, "after_commit", committed, once=True)
+    event.listen(session, "after_rollback", rolled_back, once=True)
 
 
 def reject_export_request(

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select, true
+from sqlalchemy import ColumnElement, Integer, Numeric, and_, func, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from waggle.core.actor import Actor
@@ -187,10 +187,21 @@ def _source(session: Session, spec: FigureSpec) -> Source:
     catalogue = active_catalogue(session)
     for name in spec.fields():
         entry = catalogue.field(spec.resource, name)
-        if entry is None or entry.is_classified:
+        if entry is None or entry.is_classified or entry.is_personal:
             raise InvalidInput(
-                f"figure spec: {spec.resource}.{name} is classified or unknown to "
-                "the catalogue; figures use public or internal fields only"
+                f"figure spec: {spec.resource}.{name} is classified, personal or "
+                "unknown to the catalogue; figures use public or internal fields "
+                "that hold no personal information"
+            )
+    table = Base.metadata.tables[spec.resource]
+    _kind, *measured = spec.measure.split(":")
+    for name in measured[:1]:
+        column_type = table.columns[name].type
+        stored_as = getattr(column_type, "impl_instance", column_type)  # Money
+        if not isinstance(stored_as, Integer | Numeric):
+            raise InvalidInput(
+                f"figure spec.measure: {spec.resource}.{name} is not a number; "
+                "sums, averages and weighted sums need a numeric field"
             )
     is_owned = policy.resources[spec.resource].is_owned
     if is_owned and OWNER_COLUMN not in columns:
@@ -586,8 +597,9 @@ def _audit_detail(figure: FigureProvenance) -> str:
 def get_figure(session: Session, actor: Actor, figure_id: int) -> FigureProvenance:
     """Return one figure's provenance; the read is audited.
 
-    Whoever may read lineage reads the provenance; the source records behind
-    it keep their own policy (see :func:`drill_down`).
+    Whoever may read lineage reads the provenance, but its value only with
+    :func:`value_visible`; the source records keep their own policy (see
+    :func:`drill_down`).
 
     Raises:
         PolicyDenied: the actor may not read lineage.
@@ -601,6 +613,21 @@ def get_figure(session: Session, actor: Actor, figure_id: int) -> FigureProvenan
         session, actor, action="read", resource=RESOURCE, record_ids=[figure_id]
     )
     return figure
+
+
+def value_visible(session: Session, actor: Actor, figure: FigureProvenance) -> bool:
+    """Whether ``actor`` may see the figure's value (and replayed values).
+
+    Yes for whoever computed it, and for anyone else only when every record
+    behind it lies within their own row scope: the value would otherwise tell
+    what the policy hides (a manager's team total, one deal's amount).
+    """
+    if actor.user_id is not None and actor.user_id == figure.user_id:
+        return True
+    if actor.user_id is None and actor.username == figure.username:
+        return True  # Waggle's own jobs, by name
+    readable = readable_record_ids(session, actor, figure)
+    return len(readable) == len(figure.record_ids)
 
 
 def readable_record_ids(
@@ -840,9 +867,13 @@ class Replay:
     removed: list[int]
     changed: list[int]
     hidden_differences: int
+    is_value_withheld: bool = False
+    verdicts: tuple[bool, bool] | None = None  # kept when the values are withheld
 
     @property
     def is_reproduced(self) -> bool:
+        if self.verdicts is not None:
+            return self.verdicts[0]
         return (
             not self.problems
             and self.is_digest_matched
@@ -851,8 +882,21 @@ class Replay:
 
     @property
     def is_current(self) -> bool:
+        if self.verdicts is not None:
+            return self.verdicts[1]
         return self.current_value == self.stored_value and not (
             self.added or self.removed or self.changed or self.hidden_differences
+        )
+
+    def withheld(self) -> Replay:
+        """The same verdicts with the figure's values hidden."""
+        return dataclasses.replace(
+            self,
+            stored_value=None,
+            replayed_value=None,
+            current_value=None,
+            is_value_withheld=True,
+            verdicts=(self.is_reproduced, self.is_current),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -910,7 +954,7 @@ def replay_figure(session: Session, actor: Actor, figure_id: int) -> Replay:
         record_ids=[figure_id],
         detail=f"replay: reproduced={replay.is_reproduced} current={replay.is_current}",
     )
-    return replay
+    return replay if value_visible(session, actor, figure) else replay.withheld()
 
 
 def reconstruct(
@@ -1004,4 +1048,5 @@ __all__ = [
     "readable_record_ids",
     "reconstruct",
     "replay_figure",
+    "value_visible",
 ]

@@ -24,6 +24,7 @@ from waggle.governance.lineage import (
     get_figure,
     readable_record_ids,
     replay_figure,
+    value_visible,
 )
 from waggle.governance.lineage_models import FigureProvenance, plain_value
 
@@ -52,15 +53,18 @@ def provenance_body(
 ) -> dict[str, Any]:
     """Return a provenance as the API and the CLI show it to ``actor``.
 
-    Record ids are listed only for the records the actor may read. A figure
+    Record ids are listed only for the records the actor may read, and the
+    value only when they may read all of them (or computed the figure). A figure
     computed in this transaction is not checked: its audit entry is written
     when the transaction commits.
     """
     problems = [] if is_new else check_provenance(session, figure)
+    shown = is_new or value_visible(session, actor, figure)
     return {
         "id": figure.id,
         "name": figure.name,
-        "value": figure.value,
+        "value": figure.value if shown else None,
+        "value_withheld": not shown,
         "spec": figure.spec,
         "computed_at": plain_value(figure.computed_at),
         "computed_by": {

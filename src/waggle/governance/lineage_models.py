@@ -331,4 +331,6 @@ def _is_classified(session: Session, table: str, field: str) -> bool:
     from waggle.governance.catalogue import active_catalogue
 
     entry = active_catalogue(session).field(table, field)
-    return entry is None or entry.is_classified
+    # Personal information is never copied either: the edit history is
+    # append-only, so a copy could not be erased with the record.
+    return entry is None or entry.is_classified or entry.is_personal

@@ -627,6 +627,11 @@ def account_health(
     account = session.get(Account, account_id)
     if account is None:
         raise NotFound(f"account {account_id} does not exist")
+    if account.merged_into_id is not None:
+        raise NotFound(
+            f"account {account_id} was merged into account "
+            f"{account.merged_into_id}; its health is that account's"
+        )
     ensure_in_scope(
         session,
         actor,

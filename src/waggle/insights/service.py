@@ -798,14 +798,19 @@ def _refuse_own_request(
         actor.user_id is not None and actor.user_id == promotion.requested_by_user_id
     )
     if is_same_user or actor.username == promotion.requested_by:
-        raise PolicyDenied(
-            f"model version {version.version}: {actor.username} asked for this "
-            "promotion and may not approve it; another person must",
-            code=SEPARATION_OF_DUTIES,
-            action="approve",
-            resource=MODELS,
-            record_ids=(str(version.id),),
-        )
+        role = "asked for this promotion"
+    elif actor.username == version.created_by:
+        role = "trained this model"
+    else:
+        return
+    raise PolicyDenied(
+        f"model version {version.version}: {actor.username} {role} and may not "
+        "approve it; another person must",
+        code=SEPARATION_OF_DUTIES,
+        action="approve",
+        resource=MODELS,
+        record_ids=(str(version.id),),
+    )
 
 
 def _version(session: Session, version_id: int) -> ModelVersion:

@@ -46,6 +46,7 @@ BACKTEST_MONTHS = 12
 RISKIEST = 10
 ANOMALIES_SHOWN = 30
 HEALTH_RESOURCE = customer_health.CUSTOMER_HEALTH
+NOTE_LENGTH = 500  # as the registry's columns and the API allow
 DEFAULT_HISTORY = 200  # won and lost deals a challenger needs, as the CLI asks
 
 router = APIRouter(include_in_schema=False)
@@ -225,6 +226,18 @@ def train_challenger(page: FormPageDep, session: SessionDep, form: FormDep) -> R
     return _decide(page, session, train, done="trained")
 
 
+def _note(value: object, name: str) -> str | None:
+    """Read an optional reason or note from the form, at most 500 characters."""
+    text = str(value or "").strip()
+    if len(text) > NOTE_LENGTH:
+        raise InvalidInput(
+            f"model promotion: {name} has {len(text)} characters; at most "
+            f"{NOTE_LENGTH} are kept",
+            field=name,
+        )
+    return text or None
+
+
 def _count(value: object, name: str) -> int:
     """Read a required-history minimum from the form (default 200)."""
     text = str(value or "").strip() or str(DEFAULT_HISTORY)
@@ -248,12 +261,11 @@ def request_promotion(
     version_id: int, page: FormPageDep, session: SessionDep, form: FormDep
 ) -> Response:
     """Ask for a challenger to become champion; a director decides."""
-    reason = str(form.get("reason") or "").strip() or None
     return _decide(
         page,
         session,
         lambda: service.request_promotion(
-            session, page.actor, version_id, reason=reason
+            session, page.actor, version_id, reason=_note(form.get("reason"), "reason")
         ),
         done="requested",
     )
@@ -270,7 +282,6 @@ def decide_promotion(
     """Approve or reject the open promotion of a version."""
     if decision not in ("approve", "reject"):
         raise NotFound(f"promotion decision {decision!r}; expected approve or reject")
-    note = str(form.get("note") or "").strip() or None
     return _decide(
         page,
         session,
@@ -279,7 +290,7 @@ def decide_promotion(
             page.actor,
             version_id,
             is_approved=decision == "approve",
-            note=note,
+            note=_note(form.get("note"), "note"),
         ),
         done="approved" if decision == "approve" else "rejected",
     )

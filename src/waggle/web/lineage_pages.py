@@ -26,6 +26,7 @@ from waggle.governance.lineage import (
     compute_figures,
     drill_down,
     replay_figure,
+    value_visible,
 )
 from waggle.governance.lineage_models import FigureProvenance
 from waggle.web.context import FormPageDep, PageDep, abandon, describe_error
@@ -44,6 +45,9 @@ def lineage_page(figure_id: int, page: PageDep, session: SessionDep) -> HTMLResp
     return page.render(
         "lineage.html",
         figure=figure,
+        figure_value=figure.value
+        if value_visible(session, page.actor, figure)
+        else None,
         drill=drill,
         problems=check_provenance(session, figure),
         spec_json=json.dumps(figure.spec, ensure_ascii=False, sort_keys=True),
