@@ -59,6 +59,8 @@ def _verdict(sessions: sessionmaker[Session], key, *, workers: int):
     problem = (
         None if report.problem is None else (report.problem.kind, report.problem.seq)
     )
+    # Which walk ran: without this a silent fall-back to one walk would pass.
+    assert report.workers == workers
     return report.entries, report.checkpoints, report.signatures_checked, problem
 
 

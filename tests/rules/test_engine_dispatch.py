@@ -147,7 +147,7 @@ def test_sweeping_changes_no_firing_and_drops_expired_state() -> None:
 
 
 def test_a_count_window_that_slid_past_is_swept_with_its_state() -> None:
-    """Two chats then three quiet days: the 2-day count state is gone."""
+    """One chat, then the window (2 days) and the grace (1 day) pass: state gone."""
     rule = parse_rule(
         {
             "key": "twice",
@@ -169,8 +169,12 @@ def test_a_count_window_that_slid_past_is_swept_with_its_state() -> None:
     engine.process(first)
     assert ("twice", 7) in engine.states
 
-    removed = engine.sweep((T0 + dt.timedelta(days=2, seconds=1)).timestamp())
+    engine.dirty.clear()
 
-    assert removed == 1
+    engine.advance(T0 + dt.timedelta(days=3))
+    kept = ("twice", 7) in engine.states
+    engine.advance(T0 + dt.timedelta(days=3, seconds=1))
+
+    assert kept  # not a second before the window and the grace are over
     assert ("twice", 7) not in engine.states
     assert ("twice", 7) in engine.dirty  # the store deletes its row too

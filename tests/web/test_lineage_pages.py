@@ -76,6 +76,8 @@ def test_a_rep_sees_only_their_own_source_records(
     assert _rows(html) == [str(deals["deal_a1"])]
     assert "云平台采购" not in html
     assert "另有 1 条来源记录超出您的数据权限，未显示" in html
+    # The team total would tell what the rep may not see: the value is withheld.
+    assert '<span class="figure-value" id="figure-value">—</span>' in html
 
 
 def test_page_shows_field_history_and_replay_reproduces_the_original(

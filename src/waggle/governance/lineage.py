@@ -615,18 +615,26 @@ def get_figure(session: Session, actor: Actor, figure_id: int) -> FigureProvenan
     return figure
 
 
-def value_visible(session: Session, actor: Actor, figure: FigureProvenance) -> bool:
+def value_visible(
+    session: Session,
+    actor: Actor,
+    figure: FigureProvenance,
+    *,
+    readable: Sequence[int] | None = None,
+) -> bool:
     """Whether ``actor`` may see the figure's value (and replayed values).
 
     Yes for whoever computed it, and for anyone else only when every record
     behind it lies within their own row scope: the value would otherwise tell
     what the policy hides (a manager's team total, one deal's amount).
+    ``readable`` is :func:`readable_record_ids`, when the caller has it.
     """
     if actor.user_id is not None and actor.user_id == figure.user_id:
         return True
     if actor.user_id is None and actor.username == figure.username:
         return True  # Waggle's own jobs, by name
-    readable = readable_record_ids(session, actor, figure)
+    if readable is None:
+        readable = readable_record_ids(session, actor, figure)
     return len(readable) == len(figure.record_ids)
 
 

@@ -59,7 +59,8 @@ def provenance_body(
     when the transaction commits.
     """
     problems = [] if is_new else check_provenance(session, figure)
-    shown = is_new or value_visible(session, actor, figure)
+    readable = readable_record_ids(session, actor, figure)
+    shown = is_new or value_visible(session, actor, figure, readable=readable)
     return {
         "id": figure.id,
         "name": figure.name,
@@ -80,7 +81,7 @@ def provenance_body(
             "checkpoint_id": figure.checkpoint_id,
             "checkpoint_seq": figure.checkpoint_seq,
         },
-        "record_ids": readable_record_ids(session, actor, figure),
+        "record_ids": readable,
         "record_count": len(figure.record_ids),
         "values_digest": figure.values_digest,
         "edit_seq": figure.edit_seq,

@@ -18,13 +18,12 @@ insights_app = typer.Typer(
 
 
 def register_commands(app: typer.Typer) -> None:
-    """Add ``insights`` to the ``waggle`` command (once)."""
-    if not any(group.name == "insights" for group in app.registered_groups):
-        from waggle.insights import forecast_cli, lifecycle_cli
+    """Add ``insights`` to the ``waggle`` command (the CLI calls this once)."""
+    from waggle.insights import forecast_cli, lifecycle_cli
 
-        lifecycle_cli.register(insights_app)
-        forecast_cli.register(insights_app)
-        app.add_typer(insights_app, name="insights")
+    lifecycle_cli.register(insights_app)
+    forecast_cli.register(insights_app)
+    app.add_typer(insights_app, name="insights")
 
 
 @insights_app.command("train")

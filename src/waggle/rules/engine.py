@@ -385,10 +385,6 @@ class RuleEngine:
         self.dirty.add(key)
         return True
 
-    def sweep(self, before: float) -> int:
-        """Drop state no event at or after ``before`` can use; return how many went."""
-        return sum(self._sweep_one(key, before) for key in list(self.states))
-
     # -- patterns ---------------------------------------------------------
 
     def _apply(

@@ -49,7 +49,7 @@ import re
 import stat
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib import resources
@@ -583,35 +583,27 @@ class TrackerEngine:
         return _Resolver(text, folded, cues, self._fillers).resolve(phrases)
 
     def _phrase_hits(self, folded: str, who: Speaker | None) -> list[_PhraseHit]:
-        # The hot path of every message: kept inline, no generator, no calls.
-        if self._phrases.kind != ahocorasick.AHOCORASICK:
-            return []
-        found: list[_PhraseHit] = []
-        length = len(folded)
-        for last, key in self._phrases.iter(folded):
-            start = last + 1 - key.length
-            end = last + 1
-            if key.left_boundary and start and _is_word_char(folded[start - 1]):
-                continue
-            if key.extends_word:
-                while end < length and _is_word_char(folded[end]):
-                    end += 1
-            elif key.right_boundary and end < length and _is_word_char(folded[end]):
-                continue
-            for entry in key.phrases:
-                if who is None or entry.tracker.speaker in (None, who):
-                    found.append(_PhraseHit(start, end, entry))
-        return found
+        return [
+            _PhraseHit(start, end, entry)
+            for start, end, key in _found(self._phrases, folded)
+            for entry in key.phrases
+            if who is None or entry.tracker.speaker in (None, who)
+        ]
 
     def warm_up(self) -> None:
         """Load jieba's dictionary now rather than on the first Chinese hit."""
         _segmenter()
 
 
-def _found(automaton: Any, folded: str) -> Iterator[tuple[int, int, _Key]]:
-    """Yield (start, end, key) of each match that sits on its word boundaries."""
+def _found(automaton: Any, folded: str) -> list[tuple[int, int, _Key]]:
+    """Return (start, end, key) of each match that sits on its word boundaries.
+
+    A list, not a generator: this runs for every message, most of which
+    match nothing.
+    """
     if automaton.kind != ahocorasick.AHOCORASICK:
-        return
+        return []
+    found: list[tuple[int, int, _Key]] = []
     length = len(folded)
     for last, key in automaton.iter(folded):
         start = last + 1 - key.length
@@ -623,7 +615,8 @@ def _found(automaton: Any, folded: str) -> Iterator[tuple[int, int, _Key]]:
                 end += 1
         elif key.right_boundary and end < length and _is_word_char(folded[end]):
             continue
-        yield start, end, key
+        found.append((start, end, key))
+    return found
 
 
 _SPEAKERS: dict[Speaker | str | None, Speaker | None] = {

@@ -21,6 +21,7 @@ from waggle.core.actor import Actor
 from waggle.core.errors import WaggleError
 from waggle.crm.models import Pipeline
 from waggle.governance.lineage import (
+    DrillDown,
     FigureSpec,
     check_provenance,
     compute_figures,
@@ -29,7 +30,13 @@ from waggle.governance.lineage import (
     value_visible,
 )
 from waggle.governance.lineage_models import FigureProvenance
-from waggle.web.context import FormPageDep, PageDep, abandon, describe_error
+from waggle.web.context import (
+    FormPageDep,
+    PageContext,
+    PageDep,
+    abandon,
+    describe_error,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -45,9 +52,7 @@ def lineage_page(figure_id: int, page: PageDep, session: SessionDep) -> HTMLResp
     return page.render(
         "lineage.html",
         figure=figure,
-        figure_value=figure.value
-        if value_visible(session, page.actor, figure)
-        else None,
+        figure_value=figure.value if _is_value_shown(session, page, drill) else None,
         drill=drill,
         problems=check_provenance(session, figure),
         spec_json=json.dumps(figure.spec, ensure_ascii=False, sort_keys=True),
@@ -73,6 +78,14 @@ def lineage_replay(
     return page.render(
         "lineage_replay.html", replay=replay, message=None, shown=shown_value
     )
+
+
+def _is_value_shown(session: Session, page: PageContext, drill: DrillDown) -> bool:
+    # The drill-down already knows which records the viewer may read.
+    readable = [record.record_id for record in drill.records]
+    if drill.withheld:
+        readable = []  # some are out of scope: only the author sees the value
+    return value_visible(session, page.actor, drill.figure, readable=readable)
 
 
 def shown_value(value: Any) -> str:
