@@ -14,6 +14,7 @@ from tests.insights import add_account, add_deal
 from waggle.cli import main
 from waggle.core.db import transaction
 from waggle.crm.models import Account
+from waggle.governance.lineage_models import FigureProvenance
 
 CREATED = dt.datetime(2025, 12, 1, tzinfo=dt.UTC)
 
@@ -55,6 +56,27 @@ def test_forecast_route_rolls_up_what_the_caller_may_see(
         ("team", "manager_a"),
         ("region", "华东大区"),
     ]
+
+
+def test_forecast_route_names_the_lineage_of_each_headline_figure(
+    client: TestClient, sessions, org
+):
+    """With lineage=true the commit figure's provenance holds the one deal."""
+    ids = _seed(sessions, org)
+    headers = org.headers("manager_a")
+
+    plain = client.get("/api/v1/insights/forecast?period=2026-Q1", headers=headers)
+    answer = client.get(
+        "/api/v1/insights/forecast?period=2026-Q1&lineage=true", headers=headers
+    )
+
+    assert plain.json()["lineage"] == {}
+    lineage = answer.json()["lineage"]
+    assert sorted(lineage) == ["best_case", "closed", "commit", "pipeline", "weighted"]
+    commit = client.get(f"/api/v1/lineage/figures/{lineage['commit']}", headers=headers)
+    assert commit.status_code == 200
+    assert commit.json()["value"] == "250000.00"
+    assert commit.json()["record_ids"] == [ids["deal"]]
 
 
 def test_forecast_routes_refuse_and_reject_as_documented(
@@ -145,8 +167,24 @@ def test_cli_forecast_and_backtest_print_the_figures(cli_org, sessions, capsys):
 
     assert forecast[0] == "forecast 2026-Q1 (2026-01-01 - 2026-03-31)"
     assert "  weighted         150,000.00" in forecast
+    assert "  commit           250,000.00" in forecast
     assert forecast[-1].split() == ["rep_a1", "0.00", "0.00", "150,000.00", "-", "-"]
     assert backtest[-1] == "MAPE - (band +/-10%)"
+
+
+def test_cli_forecast_stores_the_lineage_of_its_figures(cli_org, sessions, capsys):
+    """`waggle insights forecast --lineage` prints each figure's lineage id."""
+    _seed(sessions, cli_org)
+
+    shown = _run(
+        capsys, "insights", "forecast", "2026-Q1", "--as", "rep_a1", "--lineage"
+    )
+
+    weighted = next(line for line in shown if line.startswith("  weighted"))
+    assert weighted.split()[:3] == ["weighted", "150,000.00", "lineage"]
+    with sessions() as session:
+        figure = session.get(FigureProvenance, int(weighted.split()[3]))
+        assert figure is not None and figure.value == "150000.00"
 
 
 def test_cli_customer_health_lists_signals_and_wording(cli_org, sessions, capsys):

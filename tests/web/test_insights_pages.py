@@ -150,3 +150,24 @@ def test_the_page_reads_the_stored_health_snapshot(
 
     assert "快照时间 2026-03-02 09:00" in page.text
     assert "共 2 个客户" in page.text
+
+
+def test_headline_figures_link_to_a_lineage_with_the_value_shown(
+    client: TestClient, sessions, deals
+):
+    """Each category and the weighted total open a provenance of the same value."""
+    _expect_close(sessions, deals["deal_a1"], deals["deal_a2"])
+    log_in(client, "manager_a")
+
+    html = client.get(PAGE).text
+    links = {
+        name: int(figure_id)
+        for figure_id, name in re.findall(
+            r'href="/lineage/(\d+)" data-figure="(\w+)"', html
+        )
+    }
+
+    assert sorted(links) == ["best_case", "closed", "commit", "pipeline", "weighted"]
+    weighted = client.get(f"/lineage/{links['weighted']}").text
+    assert '<span class="figure-value" id="figure-value">155000.00</span>' in weighted
+    assert 'id="weighted-total">¥15.5万<' in html

@@ -20,6 +20,7 @@ figure, because classified values are never copied into the edit history.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -28,7 +29,18 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Numeric, and_, func, select, true
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Date,
+    DateTime,
+    Integer,
+    Numeric,
+    and_,
+    func,
+    select,
+    true,
+)
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from waggle.core.actor import Actor
@@ -52,7 +64,8 @@ from waggle.governance.records import audited_ids
 logger = logging.getLogger(__name__)
 
 RESOURCE = "lineage"
-MEASURE_KINDS = ("count", "sum", "avg", "share", "weighted")
+MEASURE_KINDS = ("count", "sum", "avg", "share", "weighted", "expected")
+RANGE_BOUNDS = ("from", "to", "before")
 OWNER_COLUMN = "owner_id"
 LABEL_COLUMNS = ("name", "subject", "sku", "period")
 MAX_GROUP_BY = 3
@@ -70,11 +83,17 @@ Row = tuple[int, dict[str, Plain]]
 class FigureSpec:
     """What a figure computes: over which records, which measure, how grouped.
 
-    ``filters`` maps a field to a value or a list of values (any of them);
-    ``part`` is the share's numerator filter (``measure="share"``);
+    ``filters`` maps a field to a value, a list of values (any of them) or a
+    range ``{"from": a, "to": b, "before": c}`` (any of the bounds: ``from``
+    and ``to`` inclusive, ``before`` exclusive) over a number, date or
+    instant; ``part`` is the share's numerator filter (``measure="share"``);
     ``weights`` maps the weight field's values to percent weights
-    (``measure="weighted:amount:stage_id"``); ``places`` rounds averages and
-    shares.
+    (``measure="weighted:amount:stage_id"``). ``measure="expected:amount:
+    stage_id"`` is the expected amount of a pipeline: each record's amount
+    times its probability, rounded to the cent record by record, where
+    ``scores`` maps record ids to the probability a model gave (a decimal
+    fraction) and records without a score take their weight field's percent
+    from ``weights``. ``places`` rounds averages and shares.
     """
 
     resource: str
@@ -83,6 +102,7 @@ class FigureSpec:
     group_by: tuple[str, ...] = ()
     part: dict[str, Any] = field(default_factory=dict)
     weights: dict[str, int] = field(default_factory=dict)
+    scores: dict[str, str] = field(default_factory=dict)
     places: int = 2
 
     @classmethod
@@ -105,16 +125,17 @@ class FigureSpec:
                 weights={
                     str(k): int(v) for k, v in (data.get("weights") or {}).items()
                 },
+                scores={str(k): str(v) for k, v in (data.get("scores") or {}).items()},
                 places=int(data.get("places", 2)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(
                 f"figure spec: expected resource, measure, filters, group_by, part, "
-                f"weights and places of the documented shapes ({exc})"
+                f"weights, scores and places of the documented shapes ({exc})"
             ) from exc
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        shape = {
             "resource": self.resource,
             "measure": self.measure,
             "filters": self.filters,
@@ -123,6 +144,8 @@ class FigureSpec:
             "weights": self.weights,
             "places": self.places,
         }
+        # A spec without scores keeps the shape (and digests) it always had.
+        return shape | ({"scores": self.scores} if self.scores else {})
 
     @property
     def kind(self) -> str:
@@ -137,20 +160,53 @@ class FigureSpec:
 
 def _check_spec(spec: FigureSpec) -> None:
     parts = spec.measure.split(":")
-    shapes = {"count": 1, "share": 1, "sum": 2, "avg": 2, "weighted": 3}
+    shapes = {"count": 1, "share": 1, "sum": 2, "avg": 2, "weighted": 3, "expected": 3}
     if parts[0] not in MEASURE_KINDS or len(parts) != shapes[parts[0]]:
         raise InvalidInput(
             f"figure spec.measure: {spec.measure!r} is not count, share, "
-            "sum:<field>, avg:<field> or weighted:<field>:<weight field>"
+            "sum:<field>, avg:<field>, weighted:<field>:<weight field> or "
+            "expected:<field>:<weight field>"
         )
     if spec.kind == "share" and not spec.part:
         raise InvalidInput("figure spec.part: a share needs the numerator's filters")
-    if spec.kind == "weighted" and not spec.weights:
+    if spec.kind in ("weighted", "expected") and not (spec.weights or spec.scores):
         raise InvalidInput("figure spec.weights: a weighted sum needs weights")
+    if spec.scores and spec.kind != "expected":
+        raise InvalidInput("figure spec.scores: only an expected amount takes scores")
+    _check_scores(spec.scores)
+    for where, wanted in (("filters", spec.filters), ("part", spec.part)):
+        for name, value in wanted.items():
+            if isinstance(value, dict):
+                _check_range(f"figure spec.{where}.{name}", value)
     if len(spec.group_by) > MAX_GROUP_BY or not 0 <= spec.places <= 6:
         raise InvalidInput(
             f"figure spec: at most {MAX_GROUP_BY} group_by fields, places 0 to 6"
         )
+
+
+def _check_scores(scores: Mapping[str, str]) -> None:
+    for record_id, probability in scores.items():
+        try:
+            fraction = Decimal(probability)
+            valid = record_id.isdigit() and Decimal(0) <= fraction <= Decimal(1)
+        except ArithmeticError:
+            valid = False
+        if not valid:
+            raise InvalidInput(
+                f"figure spec.scores: {record_id!r}: {probability!r} is not a record "
+                "id with a probability between 0 and 1"
+            )
+
+
+def _check_range(where: str, bounds: Mapping[str, Any]) -> None:
+    unknown = sorted(set(bounds) - set(RANGE_BOUNDS))
+    if unknown or not bounds:
+        raise InvalidInput(
+            f"{where}: a range takes from, to and before (got {sorted(bounds)})"
+        )
+    for bound, value in bounds.items():
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise InvalidInput(f"{where}.{bound}: {value!r} is not a number or date")
 
 
 # Sources ----------------------------------------------------------------------
@@ -194,6 +250,10 @@ def _source(session: Session, spec: FigureSpec) -> Source:
                 "that hold no personal information"
             )
     table = Base.metadata.tables[spec.resource]
+    for wanted in (spec.filters, spec.part):
+        for name, value in wanted.items():
+            if isinstance(value, dict):
+                _typed_bounds(table.columns[name], value)
     _kind, *measured = spec.measure.split(":")
     for name in measured[:1]:
         column_type = table.columns[name].type
@@ -225,11 +285,60 @@ def _visible(
     return row_filter(session, actor, scope, source.column(OWNER_COLUMN))
 
 
+def _typed_bounds(column: Column[Any], bounds: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a range's bounds as values of ``column``'s type.
+
+    Raises:
+        InvalidInput: the column is not a number, date or instant, or a bound
+            is not a value of its type.
+    """
+    column_type = column.type
+    stored_as = getattr(column_type, "impl_instance", column_type)
+    convert: Any
+    if isinstance(stored_as, DateTime):
+        convert = _instant
+    elif isinstance(stored_as, Date):
+        convert = lambda value: dt.date.fromisoformat(str(value))  # noqa: E731
+    elif isinstance(stored_as, Integer | Numeric):
+        convert = lambda value: Decimal(str(value))  # noqa: E731
+    else:
+        raise InvalidInput(
+            f"figure spec: {column.table.name}.{column.name} takes no range; ranges "
+            "apply to numbers, dates and instants"
+        )
+    try:
+        return {bound: convert(value) for bound, value in bounds.items()}
+    except (ArithmeticError, ValueError) as exc:
+        raise InvalidInput(
+            f"figure spec: a bound of {column.name} is not of its type ({exc})"
+        ) from exc
+
+
+def _instant(value: Any) -> dt.datetime:
+    moment = dt.datetime.fromisoformat(str(value))
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _in_range(column: Any, bounds: Mapping[str, Any]) -> ColumnElement[bool]:
+    parts: list[ColumnElement[bool]] = []
+    if "from" in bounds:
+        parts.append(column >= bounds["from"])
+    if "to" in bounds:
+        parts.append(column <= bounds["to"])
+    if "before" in bounds:
+        parts.append(column < bounds["before"])
+    return and_(true(), *parts)
+
+
 def _condition(source: Source, wanted: Mapping[str, Any]) -> ColumnElement[bool]:
     parts: list[ColumnElement[bool]] = []
     for name, value in sorted(wanted.items()):
         column = source.column(name)
-        if isinstance(value, list):
+        if isinstance(value, dict):
+            table = Base.metadata.tables[source.resource]
+            bounds = _typed_bounds(table.columns[name], value)
+            parts.append(_in_range(column, bounds))
+        elif isinstance(value, list):
             parts.append(column.in_(value))
         elif value is None:
             parts.append(column.is_(None))
@@ -260,15 +369,48 @@ def _fetch(
 
 
 def matches(values: Mapping[str, Plain], wanted: Mapping[str, Any]) -> bool:
-    """Return whether encoded ``values`` satisfy equality/membership ``wanted``."""
+    """Return whether encoded ``values`` satisfy the filters ``wanted``.
+
+    Filters are equality, membership in a list or a range (see
+    :class:`FigureSpec`); ranges compare numbers as decimals and dates and
+    instants as instants, as the database does.
+    """
     for name, expected in wanted.items():
         actual = values.get(name)
-        if isinstance(expected, list):
+        if isinstance(expected, dict):
+            if not _within(actual, expected):
+                return False
+        elif isinstance(expected, list):
             if actual not in [plain_value(item) for item in expected]:
                 return False
         elif actual != plain_value(expected):
             return False
     return True
+
+
+def _within(actual: Plain, bounds: Mapping[str, Any]) -> bool:
+    if actual is None:
+        return False  # as NULL compares in SQL
+    try:
+        value = _ordinal(actual)
+        return (
+            ("from" not in bounds or value >= _ordinal(bounds["from"]))
+            and ("to" not in bounds or value <= _ordinal(bounds["to"]))
+            and ("before" not in bounds or value < _ordinal(bounds["before"]))
+        )
+    except (TypeError, ValueError):  # a number against a date: never within
+        return False
+
+
+def _ordinal(value: Plain) -> Any:
+    """Return a plain number, date or instant as a comparable value."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return Decimal(str(value))
+    text = str(value)
+    try:
+        return Decimal(text)
+    except ArithmeticError:
+        return _instant(text)
 
 
 def evaluate(spec: FigureSpec, rows: Sequence[Row]) -> Any:
@@ -277,11 +419,11 @@ def evaluate(spec: FigureSpec, rows: Sequence[Row]) -> Any:
     A share of no rows and an average of no values are ``None``.
     """
     if not spec.group_by:
-        return _measure(spec, [values for _record_id, values in rows])
-    groups: dict[tuple[Plain, ...], list[dict[str, Plain]]] = {}
-    for _record_id, values in rows:
+        return _measure(spec, list(rows))
+    groups: dict[tuple[Plain, ...], list[Row]] = {}
+    for record_id, values in rows:
         key = tuple(values[name] for name in spec.group_by)
-        groups.setdefault(key, []).append(values)
+        groups.setdefault(key, []).append((record_id, values))
     named = {
         json.dumps(list(key), ensure_ascii=False): _measure(spec, members)
         for key, members in groups.items()
@@ -289,16 +431,19 @@ def evaluate(spec: FigureSpec, rows: Sequence[Row]) -> Any:
     return dict(sorted(named.items()))
 
 
-def _measure(spec: FigureSpec, members: list[dict[str, Plain]]) -> str | None:
+def _measure(spec: FigureSpec, members: list[Row]) -> str | None:
     kind, *measured = spec.measure.split(":")
     if kind == "count":
         return str(len(members))
     if kind == "share":
         if not members:
             return None
-        part = sum(1 for values in members if matches(values, spec.part))
+        part = sum(1 for _id, values in members if matches(values, spec.part))
         return str(_round(Decimal(100 * part) / len(members), spec.places))
-    numbers = [_number(v[measured[0]]) for v in members if v[measured[0]] is not None]
+    if kind == "expected":
+        return str(_expected(spec, members, *measured))
+    amounts = [v[measured[0]] for _id, v in members if v[measured[0]] is not None]
+    numbers = [_number(amount) for amount in amounts]
     if kind == "sum":
         return str(sum(numbers, Decimal(0)).quantize(_MONEY))
     if kind == "avg":
@@ -310,12 +455,33 @@ def _measure(spec: FigureSpec, members: list[dict[str, Plain]]) -> str | None:
     weighted = sum(
         (
             _number(v[measured[0]]) * spec.weights.get(str(v[measured[1]]), 0) / 100
-            for v in members
+            for _id, v in members
             if v[measured[0]] is not None
         ),
         Decimal(0),
     )
     return str(weighted.quantize(_MONEY))
+
+
+def _expected(
+    spec: FigureSpec, members: list[Row], amount: str, weight: str
+) -> Decimal:
+    """Sum each record's amount times its probability, rounded record by record.
+
+    A record's probability is its model score when ``scores`` has one, else
+    its weight field's percent in ``weights`` (0 when neither names it).
+    """
+    total = Decimal(0)
+    for record_id, values in members:
+        if values[amount] is None:
+            continue
+        score = spec.scores.get(str(record_id))
+        if score is not None:
+            probability = Decimal(score)
+        else:
+            probability = Decimal(spec.weights.get(str(values[weight]), 0)) / 100
+        total += (_number(values[amount]) * probability).quantize(_MONEY)
+    return total.quantize(_MONEY)
 
 
 def _number(value: Plain) -> Decimal:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from waggle.apikit import ActorDep, SessionDep
-from waggle.insights import customer_health, forecast, manager
+from waggle.insights import customer_health, forecast, forecast_lineage, manager
 
 TAG = "insights"
 
@@ -50,6 +50,7 @@ class ForecastRead(BaseModel):
     by_month: dict[str, Decimal]
     rollup: list[RollupRead]
     deals: list[DealLineRead]
+    lineage: dict[str, int] = {}
 
 
 class BacktestPeriodRead(BaseModel):
@@ -259,10 +260,22 @@ def routers() -> list[APIRouter]:
 
     @routes.get("/forecast", response_model=ForecastRead)
     def get_forecast(
-        session: SessionDep, actor: ActorDep, period: str | None = None
+        session: SessionDep,
+        actor: ActorDep,
+        period: str | None = None,
+        lineage: bool = False,
     ) -> Any:
-        """The forecast of a period (2026-Q1, 2026-M03; default this quarter)."""
-        return forecast_read(forecast.build_forecast(session, actor, period))
+        """The forecast of a period (2026-Q1, 2026-M03; default this quarter).
+
+        With ``lineage=true`` each headline figure (closed, commit, best
+        case, pipeline, weighted) is also computed with its provenance and
+        ``lineage`` names the figure ids (see ``/api/v1/lineage/figures``).
+        """
+        result = forecast.build_forecast(session, actor, period)
+        read = forecast_read(result)
+        if lineage:
+            read.lineage = forecast_lineage.headline_lineage(session, actor, result)
+        return read
 
     @routes.get("/forecast/backtest", response_model=BacktestRead)
     def get_backtest(

@@ -10,7 +10,7 @@ import typer
 
 from waggle.cli import AsUser, out, resolve_actor, session_scope
 from waggle.core.clock import as_utc
-from waggle.insights import customer_health, forecast, manager
+from waggle.insights import customer_health, forecast, forecast_lineage, manager
 
 Locale = Annotated[str, typer.Option(help="zh-CN or en.")]
 AsOf = Annotated[
@@ -43,16 +43,21 @@ def forecast_command(
     level: Annotated[str, typer.Option(help="rep, team or region.")] = "rep",
     as_of: AsOf = None,
     as_user: AsUser = None,
+    lineage: Annotated[
+        bool, typer.Option(help="Store each headline figure's provenance.")
+    ] = False,
 ) -> None:
     """Show forecast categories, the weighted pipeline and the roll-up to quota."""
     with session_scope() as session:
-        result = forecast.build_forecast(
-            session, resolve_actor(session, as_user), period, as_of=_instant(as_of)
+        actor = resolve_actor(session, as_user)
+        result = forecast.build_forecast(session, actor, period, as_of=_instant(as_of))
+        ids = (
+            forecast_lineage.headline_lineage(session, actor, result) if lineage else {}
         )
     out.print(f"forecast {result.period} ({result.starts_on} - {result.ends_on})")
-    for category, amount in result.categories.items():
-        out.print(f"  {category:<10} {amount:>16,.2f}", highlight=False)
-    out.print(f"  {'weighted':<10} {result.weighted:>16,.2f}", highlight=False)
+    for name, amount in forecast_lineage.headline_values(result).items():
+        shown = f"  lineage {ids[name]}" if name in ids else ""
+        out.print(f"  {name:<10} {amount:>16,.2f}{shown}", highlight=False)
     out.print(f"{level}  quota  closed  weighted  attainment  projected")
     for line in result.rollup:
         if line.level == level:

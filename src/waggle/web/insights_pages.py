@@ -27,7 +27,13 @@ from starlette.responses import HTMLResponse, Response
 from waggle.apikit import SessionDep, status_for
 from waggle.core.errors import InvalidInput, NotFound, PolicyDenied, WaggleError
 from waggle.crm.mapping import ColumnMapping, load_mapping
-from waggle.insights import customer_health, forecast, manager, service
+from waggle.insights import (
+    customer_health,
+    forecast,
+    forecast_lineage,
+    manager,
+    service,
+)
 from waggle.insights.champion import HistoryRule
 from waggle.insights.models import ModelReport
 from waggle.insights.service import explain_opportunity
@@ -76,6 +82,7 @@ def _empty(level: str) -> dict[str, Any]:
         "levels": LEVELS,
         "error": None,
         "forecast": None,
+        "forecast_lineage": {},
         "health_count": None,
     }
 
@@ -84,11 +91,13 @@ def _forecast_sections(
     page: PageContext, session: Session, period: str
 ) -> dict[str, Any]:
     result = forecast.build_forecast(session, page.actor, period or None)
+    lineage = _forecast_lineage(page, session, result)
     replay = forecast.backtest(session, page.actor, count=BACKTEST_MONTHS)
     found = manager.find_anomalies(session, page.actor)
     regions = manager.compare_regions(session, page.actor)
     return {
         "forecast": result,
+        "forecast_lineage": lineage,
         "forecast_chart": _forecast_chart(page, result),
         "backtest": replay,
         "backtest_chart": _backtest_chart(page, replay),
@@ -97,6 +106,19 @@ def _forecast_sections(
         "regions": regions,
         "region_names": manager.region_names(session),
     }
+
+
+def _forecast_lineage(
+    page: PageContext, session: Session, result: forecast.Forecast
+) -> dict[str, int]:
+    """Return the lineage id of each headline figure that has one.
+
+    A figure links to its provenance only when the lineage query gives the
+    very value shown (see :func:`forecast_lineage.matching_figures`).
+    """
+    if not (page.may("create", "lineage") and page.may("read", "opportunities")):
+        return {}
+    return forecast_lineage.headline_lineage(session, page.actor, result)
 
 
 def _forecast_chart(page: PageContext, result: forecast.Forecast) -> dict[str, Any]:
