@@ -16,11 +16,17 @@ from tests.web.helpers import log_in
 from waggle.core.actor import system_actor
 from waggle.core.db import transaction
 from waggle.crm.service import CONTACTS
+from waggle.governance.lineage_models import FigureProvenance
 from waggle.governance.records import create_record
 from waggle.signals.connectors.generic import GenericEventConnector
 from waggle.signals.events import RawRecord
 from waggle.signals.ingest import Pipeline, ingest_batch
-from waggle.signals.models import QuarantinedRecord, QuarantineStatus, SignalSource
+from waggle.signals.models import (
+    BehaviourEvent,
+    QuarantinedRecord,
+    QuarantineStatus,
+    SignalSource,
+)
 from waggle.signals.service import create_source
 from waggle.signals.trackers import default_engine
 
@@ -313,6 +319,32 @@ def test_dashboard_tile_shows_the_automatic_share(
 
     assert "自动采集占比" in html
     assert '<span class="figure-value">67%</span>' in html
+
+
+def test_dashboard_share_links_to_the_interactions_behind_it(
+    client: TestClient, sessions: sessionmaker[Session], seeded: Seeded
+) -> None:
+    """The share's lineage holds the three interactions and replays to 67."""
+    token = log_in(client, "manager_a")
+
+    html = client.get("/").text
+    link = re.search(r'href="/lineage/(\d+)" data-figure="captured_share"', html)
+    assert link is not None
+    figure_id = int(link[1])
+    replayed = client.post(
+        f"/lineage/{figure_id}/replay", headers={"X-CSRF-Token": token}
+    ).text
+
+    with sessions() as session:
+        figure = session.get_one(FigureProvenance, figure_id)
+        automatic = session.scalars(
+            select(BehaviourEvent.is_automatic).where(
+                BehaviourEvent.id.in_(figure.record_ids)
+            )
+        ).all()
+    assert figure.value == "67"
+    assert sorted(automatic) == [False, True, True]
+    assert "已精确复现：67" in replayed
 
 
 def test_dashboard_tile_is_hidden_without_interactions(

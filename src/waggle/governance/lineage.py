@@ -67,6 +67,9 @@ RESOURCE = "lineage"
 MEASURE_KINDS = ("count", "sum", "avg", "share", "weighted", "expected")
 RANGE_BOUNDS = ("from", "to", "before")
 OWNER_COLUMN = "owner_id"
+# Owned tables whose owner is named otherwise: an event belongs to the
+# employee who acted.
+OWNER_COLUMNS = {"behaviour_events": "actor_id"}
 LABEL_COLUMNS = ("name", "subject", "sku", "period")
 MAX_GROUP_BY = 3
 _CHUNK = 500
@@ -226,7 +229,9 @@ class Source:
 
     @property
     def owner_column(self) -> str | None:
-        return OWNER_COLUMN if self.is_owned else None
+        if not self.is_owned:
+            return None
+        return OWNER_COLUMNS.get(self.resource, OWNER_COLUMN)
 
 
 def _source(session: Session, spec: FigureSpec) -> Source:
@@ -263,10 +268,16 @@ def _source(session: Session, spec: FigureSpec) -> Source:
                 f"figure spec.measure: {spec.resource}.{name} is not a number; "
                 "sums, averages and weighted sums need a numeric field"
             )
-    is_owned = policy.resources[spec.resource].is_owned
-    if is_owned and OWNER_COLUMN not in columns:
-        raise InvalidInput(f"figure spec.resource: {spec.resource} has no owner_id")
-    return Source(resource=spec.resource, model=model, is_owned=is_owned)
+    source = Source(
+        resource=spec.resource,
+        model=model,
+        is_owned=policy.resources[spec.resource].is_owned,
+    )
+    if source.owner_column is not None and source.owner_column not in columns:
+        raise InvalidInput(
+            f"figure spec.resource: {spec.resource} has no {source.owner_column}"
+        )
+    return source
 
 
 def _model_for(table: str) -> type[Base] | None:
@@ -280,9 +291,9 @@ def _model_for(table: str) -> type[Base] | None:
 def _visible(
     session: Session, actor: Actor, source: Source, scope: str
 ) -> ColumnElement[bool]:
-    if not source.is_owned:
+    if source.owner_column is None:
         return true()
-    return row_filter(session, actor, scope, source.column(OWNER_COLUMN))
+    return row_filter(session, actor, scope, source.column(source.owner_column))
 
 
 def _typed_bounds(column: Column[Any], bounds: Mapping[str, Any]) -> dict[str, Any]:

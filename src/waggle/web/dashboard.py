@@ -8,7 +8,6 @@ from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter
-from sqlalchemy.orm import Session
 from starlette.responses import HTMLResponse
 
 from waggle.apikit import SessionDep
@@ -19,7 +18,6 @@ from waggle.governance.lineage_models import FigureProvenance
 from waggle.governance.records import list_records
 from waggle.identity.orgchart import EMPLOYEES
 from waggle.signals.ingest import RESOURCE as EVENTS
-from waggle.signals.service import captured_share
 from waggle.web.context import PageContext, PageDep
 from waggle.web.lineage_pages import dashboard_figures
 from waggle.web.queries import (
@@ -31,7 +29,6 @@ from waggle.web.queries import (
 )
 
 CLOSING_SOON = 8
-CAPTURE_WINDOW = dt.timedelta(weeks=4)
 
 router = APIRouter(include_in_schema=False)
 
@@ -75,7 +72,11 @@ def dashboard(page: PageDep, session: SessionDep) -> HTMLResponse:
     # Each headline figure is computed with its provenance (lineage) and
     # links to its drill-down page.
     computed = dashboard_figures(
-        session, page.actor, pipeline, with_accounts=page.may("read", "accounts")
+        session,
+        page.actor,
+        pipeline,
+        with_accounts=page.may("read", "accounts"),
+        capture_until=_capture_until() if page.may("read", EVENTS) else None,
     )
     return page.render(
         "dashboard.html",
@@ -85,7 +86,7 @@ def dashboard(page: PageDep, session: SessionDep) -> HTMLResponse:
         account_count=(
             int(computed["accounts"].value) if "accounts" in computed else None
         ),
-        captured_percent=_captured_percent(page, session),
+        captured_percent=_percent(computed.get("captured_share")),
         chart=_chart(page, pipeline, totals),
         closing=closing,
         accounts=names_by_id(
@@ -97,15 +98,19 @@ def dashboard(page: PageDep, session: SessionDep) -> HTMLResponse:
     )
 
 
-def _captured_percent(page: PageContext, session: Session) -> int | None:
-    """Return the share of interactions captured automatically, in percent."""
-    if not page.may("read", EVENTS):
+def _capture_until() -> dt.datetime:
+    """Return the end of the capture window: the current hour's start.
+
+    A whole hour keeps the figure, and so its stored provenance, the same for
+    every view within the hour when no event arrived meanwhile.
+    """
+    return now().replace(minute=0, second=0, microsecond=0)
+
+
+def _percent(figure: FigureProvenance | None) -> int | None:
+    if figure is None or figure.value is None:
         return None
-    until = now()
-    share = captured_share(
-        session, page.actor, since=until - CAPTURE_WINDOW, until=until
-    )
-    return None if share is None else round(100 * share)
+    return int(figure.value)
 
 
 def _figures(computed: dict[str, FigureProvenance]) -> Figures:

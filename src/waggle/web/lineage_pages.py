@@ -9,6 +9,7 @@ dashboard's headline figures with provenance, so each links here.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -30,6 +31,7 @@ from waggle.governance.lineage import (
     value_visible,
 )
 from waggle.governance.lineage_models import FigureProvenance
+from waggle.signals.service import INTERACTION_TYPES
 from waggle.web.context import (
     FormPageDep,
     PageContext,
@@ -42,6 +44,8 @@ router = APIRouter(include_in_schema=False)
 
 OPPORTUNITIES = "opportunities"
 ACCOUNTS = "accounts"
+EVENTS = "behaviour_events"
+CAPTURE_WINDOW = dt.timedelta(weeks=4)
 
 
 @router.get("/lineage/{figure_id}")
@@ -98,9 +102,18 @@ def shown_value(value: Any) -> str:
 
 
 def dashboard_figures(
-    session: Session, actor: Actor, pipeline: Pipeline, *, with_accounts: bool
+    session: Session,
+    actor: Actor,
+    pipeline: Pipeline,
+    *,
+    with_accounts: bool,
+    capture_until: dt.datetime | None = None,
 ) -> dict[str, FigureProvenance]:
     """Compute the dashboard's headline figures of ``pipeline`` with provenance.
+
+    With ``capture_until`` the share of interactions captured automatically
+    in the :data:`CAPTURE_WINDOW` before it is one of them
+    (``captured_share``, in whole percent).
 
     Raises:
         PolicyDenied: the actor may not read the records or create lineage.
@@ -108,7 +121,31 @@ def dashboard_figures(
     specs = _dashboard_specs(pipeline)
     if with_accounts:
         specs["accounts"] = FigureSpec(resource=ACCOUNTS, measure="count")
+    if capture_until is not None:
+        specs["captured_share"] = captured_share_spec(capture_until)
     return compute_figures(session, actor, specs, reuse=True)
+
+
+def captured_share_spec(until: dt.datetime) -> FigureSpec:
+    """Return the spec of the automatic share of interactions before ``until``.
+
+    The interactions are those of the coverage report
+    (:func:`waggle.signals.service.coverage_report`): events of an
+    interaction type with an acting employee (``actor_id`` from 1 leaves out
+    events nobody could be matched to), in the window before ``until``.
+    """
+    since = until - CAPTURE_WINDOW
+    return FigureSpec(
+        resource=EVENTS,
+        measure="share",
+        filters={
+            "actor_id": {"from": 1},
+            "event_type": sorted(str(kind) for kind in INTERACTION_TYPES),
+            "occurred_at": {"from": since.isoformat(), "before": until.isoformat()},
+        },
+        part={"is_automatic": True},
+        places=0,
+    )
 
 
 def _dashboard_specs(pipeline: Pipeline) -> dict[str, FigureSpec]:
