@@ -21,6 +21,7 @@ from waggle.crm.public_pool import sweep_job
 from waggle.governance import api as governance_api
 from waggle.governance import catalogue_api, configure_policy, lineage_api
 from waggle.governance.audit import checkpoint_job
+from waggle.governance.masking import configure_masking_key
 from waggle.governance.retention import retention_job
 from waggle.governance.rls import enforce_on_sessions, rls_enforced
 from waggle.identity import api as identity_api
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
     """
     settings = settings or load_settings()
     configure_policy(settings.policy_file)
+    configure_masking_key(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

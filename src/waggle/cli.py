@@ -30,6 +30,7 @@ from waggle.core.errors import (
 )
 from waggle.core.settings import Settings, load_settings
 from waggle.governance import configure_policy
+from waggle.governance.masking import configure_masking_key
 from waggle.governance.rls import enforce_on_sessions, rls_enforced, scope_to_actor
 
 EXIT_CODES: list[tuple[type[WaggleError], int]] = [
@@ -58,6 +59,7 @@ out = Console()
 def settings() -> Settings:
     loaded = load_settings()
     configure_policy(loaded.policy_file)
+    configure_masking_key(loaded)
     return loaded
 
 

@@ -8,9 +8,10 @@ It shares no code with :mod:`waggle.governance`.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
+
+from cryptography.hazmat.primitives import hashes, hmac
 
 SCOPES = {
     "rep": "own",
@@ -118,9 +119,18 @@ def mask_kind(user: User, grade: str, owner_id: int | None) -> str:
 
 
 def expected_value(
-    user: User, table: str, column: str, value: Any, owner_id: int | None
+    user: User,
+    table: str,
+    column: str,
+    value: Any,
+    owner_id: int | None,
+    *,
+    hash_key: bytes = b"",
 ) -> Any:
-    """Return what the user should see of one stored field value."""
+    """Return what the user should see of one stored field value.
+
+    A hash is HMAC-SM3 under the instance's masking key ``hash_key``.
+    """
     if (table, column) not in CLASSIFIED or value is None:
         return value
     grade, shape = CLASSIFIED[(table, column)]
@@ -130,8 +140,9 @@ def expected_value(
     if kind == "null":
         return None
     if kind == "hash":
-        text = f"{table}.{column}\x00{value}".encode()
-        return hashlib.sha256(text).hexdigest()[:16]
+        mac = hmac.HMAC(hash_key, hashes.SM3())
+        mac.update(f"{table}.{column}\x00{value}".encode())
+        return mac.finalize().hex()[:16]
     return partial(shape, value)
 
 

@@ -3,10 +3,12 @@ a plain-Python reference model over generated (user, query) cases."""
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
+import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,12 +23,15 @@ from tests.factories import PEOPLE, STAFF, Org, add_account, add_opportunity, bu
 from tests.governance import reference_policy as ref
 from waggle.core.db import transaction
 from waggle.core.errors import PolicyDenied
+from waggle.core.settings import Settings
 from waggle.crm.exporting import export_records
 from waggle.crm.schemas import ContactRead, OpportunityRead
 from waggle.crm.service import CONTACTS, OPPORTUNITIES
 from waggle.governance.catalogue import FieldClass
+from waggle.governance.crypto import get_suite
 from waggle.governance.masking import (
     MaskingRules,
+    configure_masking_key,
     hash_mask,
     mask_value,
     partial_mask,
@@ -47,6 +52,8 @@ class World:
     contacts: dict[int, tuple[int, dict[str, str | None]]]
     opportunities: dict[int, tuple[int, dict[str, str | None]]]
     accounts: dict[int, int]
+    # The instance's masking key, read from its file (the suite is gm).
+    hash_key: bytes
 
 
 def test_partial_masks_have_the_documented_shapes() -> None:
@@ -72,16 +79,22 @@ def test_partial_masks_have_the_documented_shapes() -> None:
     ]
 
 
-def test_hash_mask_is_a_stable_sha256_prefix() -> None:
-    """The hash mask is the first 16 hex digits of SHA-256 over field and value."""
-    first = hash_mask("13812341234", table="contacts", column="phone")
+def test_hash_mask_is_a_keyed_hmac_prefix() -> None:
+    """The hash mask is the first 16 hex digits of an HMAC over field and value."""
+    key = get_suite("gm").secret_key(bytes(range(16)))
 
-    again = hash_mask("13812341234", table="contacts", column="phone")
+    first = hash_mask("13812341234", table="contacts", column="phone", key=key)
+    again = hash_mask("13812341234", table="contacts", column="phone", key=key)
 
-    assert first == again
-    assert len(first) == 16 and set(first) <= set("0123456789abcdef")
+    # HMAC-SM3 with key 000102...0f, as `openssl mac -digest SM3 ... HMAC` gives.
+    assert first == again == "ab5e10f361b1fe92"
     assert first == ref.expected_value(
-        ref.User("auditor", None), "contacts", "phone", "13812341234", None
+        ref.User("auditor", None),
+        "contacts",
+        "phone",
+        "13812341234",
+        None,
+        hash_key=bytes(range(16)),
     )
 
 
@@ -138,7 +151,7 @@ def test_masking_never_returns_more_than_the_reference(value: str, kind: str) ->
 # Against the reference model -------------------------------------------------
 
 
-def _build_world(sessions: sessionmaker[Session]) -> World:
+def _build_world(sessions: sessionmaker[Session], *, hash_key: bytes) -> World:
     org = build_org(sessions)
     model = ref.OrgModel()
     managers = {name: manager for name, _role, manager, _region in PEOPLE}
@@ -147,7 +160,14 @@ def _build_world(sessions: sessionmaker[Session]) -> World:
         model.people[org.employees[name]] = ref.Person(
             org.employees[name], org.employees[boss] if boss else None, region
         )
-    world = World(org=org, model=model, contacts={}, opportunities={}, accounts={})
+    world = World(
+        org=org,
+        model=model,
+        contacts={},
+        opportunities={},
+        accounts={},
+        hash_key=hash_key,
+    )
     rng = random.Random(20260302)
     ops = org.actors["ops"]
     with transaction(sessions) as session:
@@ -203,7 +223,9 @@ def _check_item(
     owner, stored = records[int(str(item["id"]))]
     assert item["owner_id"] == owner
     for column, value in stored.items():
-        assert item[column] == ref.expected_value(user, table, column, value, owner)
+        assert item[column] == ref.expected_value(
+            user, table, column, value, owner, hash_key=world.hash_key
+        )
     return 1
 
 
@@ -243,8 +265,13 @@ def _random_query(
 
 
 @pytest.fixture
-def world(sessions: sessionmaker[Session]) -> World:
-    return _build_world(sessions)
+def world(sessions: sessionmaker[Session], settings: Settings) -> Iterator[World]:
+    # The application built for ``settings`` loads the same key from its store.
+    configure_masking_key(settings)
+    key_file = settings.data_dir / "keys" / "masking-hash-gm.secret.json"
+    document = json.loads(key_file.read_text(encoding="utf-8"))
+    yield _build_world(sessions, hash_key=base64.b64decode(document["key"]))
+    configure_masking_key(None)
 
 
 Reader = Callable[[str, str, str, dict[str, object]], tuple[int, Any]]

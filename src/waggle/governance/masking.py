@@ -3,9 +3,15 @@
 The policy's ``masking`` section maps each grade to a mask kind per role
 (``default`` for roles it does not name); the widest kind among the actor's
 roles applies, and with ``owner_sees_full`` the owner of a record sees it in
-full. Kinds, narrowest first: ``null`` (nothing), ``hash`` (a stable SHA-256
-prefix, for joining without reading), ``partial`` (138****1234,
-w***@domain.cn, 王*) and ``full``.
+full. Kinds, narrowest first: ``null`` (nothing), ``hash`` (a keyed hash,
+for joining without reading), ``partial`` (138****1234, w***@domain.cn, 王*)
+and ``full``.
+
+The ``hash`` mask is an HMAC (HMAC-SM3 under the ``gm`` suite, HMAC-SHA-256
+under ``intl``) of the field's name and value with the instance's masking
+key, so the same value hashes the same across the instance but nobody
+without the key can test guesses, as an unkeyed hash of an 11-digit phone
+number would let them. :func:`configure_masking_key` loads that key at start-up.
 
 :func:`mask_records` is applied by :mod:`waggle.governance.records` on every
 get and list, so API, pages and reports receive masked values; exports use
@@ -15,11 +21,13 @@ objects keep the stored values, so nothing masked is ever flushed back.
 
 from __future__ import annotations
 
-import hashlib
+import logging
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+from cryptography.hazmat.primitives import hmac
 from sqlalchemy import (
     Column,
     ColumnElement,
@@ -36,11 +44,20 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from waggle.core.actor import Actor
 from waggle.core.db import Base
-from waggle.core.errors import InvalidInput
+from waggle.core.errors import Conflict, InvalidInput, NotFound
+from waggle.core.settings import Settings
 from waggle.governance.catalogue import GRADES, Catalogue, FieldClass, active_catalogue
+from waggle.governance.crypto import SecretKey, get_suite
+from waggle.governance.keystore import KeyStore
+
+logger = logging.getLogger(__name__)
 
 MASK_KINDS = ("null", "hash", "partial", "full")
 HASH_LENGTH = 16
+MASKING_KEY_PREFIX = "masking-hash"
+# The suite of the in-memory key used when no key store was configured; the
+# settings' default suite.
+EPHEMERAL_SUITE = "gm"
 ModelT = TypeVar("ModelT", bound=Base)
 RowMasker = Callable[[int | None, str, Any], Any]
 
@@ -103,6 +120,75 @@ def active_rules() -> MaskingRules:
     return rules or MaskingRules(grades={})
 
 
+# The masking key ---------------------------------------------------------------
+
+_configured_key: SecretKey | None = None
+_ephemeral_key: SecretKey | None = None
+_ephemeral_lock = threading.Lock()
+
+
+def configure_masking_key(settings: Settings | None) -> None:
+    """Key the ``hash`` mask with the instance's masking key (``None``: forget it).
+
+    The key is a secret key of the instance's suite, used for nothing else:
+    ``<data_dir>/keys/masking-hash-<suite>.secret.json``, created on first use
+    and read again on every call. Rotating it (replacing or removing that file;
+    a missing key is made anew) takes effect at the next call and changes every
+    hash: values masked before and after no longer match, so joins across the
+    rotation break.
+
+    Raises:
+        InvalidInput: the key file is readable by others or malformed.
+    """
+    global _configured_key
+    if settings is None:
+        _configured_key = None
+        return
+    store = KeyStore.for_settings(settings)
+    _configured_key = load_masking_key(store, suite=settings.crypto_suite)
+
+
+def load_masking_key(store: KeyStore, *, suite: str) -> SecretKey:
+    """Return the masking key of ``suite`` from ``store``, creating it once.
+
+    Raises:
+        InvalidInput: the key file is readable by others or malformed.
+    """
+    name = f"{MASKING_KEY_PREFIX}-{suite}"
+    try:
+        return store.secret_key(name)
+    except NotFound:
+        pass
+    try:
+        return store.create_secret_key(name, suite=suite)
+    except Conflict:  # another process created it since we looked
+        return store.secret_key(name)
+
+
+def masking_key() -> SecretKey:
+    """Return the key the ``hash`` mask uses: the configured one, else ephemeral.
+
+    Without :func:`configure_masking_key` (unit tests, one-off scripts) it is a
+    random key held in memory for the life of the process, announced once with
+    a warning: hashes are then stable within the process only. The hash mask is
+    never unkeyed.
+    """
+    configured = _configured_key
+    return configured if configured is not None else _ephemeral_masking_key()
+
+
+def _ephemeral_masking_key() -> SecretKey:
+    global _ephemeral_key
+    with _ephemeral_lock:
+        if _ephemeral_key is None:
+            _ephemeral_key = get_suite(EPHEMERAL_SUITE).generate_secret_key()
+            logger.warning(
+                "masking key is ephemeral",
+                extra={"reason": "no_key_store", "suite": EPHEMERAL_SUITE},
+            )
+        return _ephemeral_key
+
+
 # Formats ---------------------------------------------------------------------
 
 
@@ -118,11 +204,19 @@ def partial_mask(value: str, mask_format: str) -> str:
     return f"{value[:2]}****{value[-2:]}"
 
 
-def hash_mask(value: object, *, table: str, column: str) -> str:
-    """Return a stable hex prefix of SHA-256 over the field's name and value."""
+def hash_mask(
+    value: object, *, table: str, column: str, key: SecretKey | None = None
+) -> str:
+    """Return a hex prefix of the HMAC of the field's name and value.
+
+    The HMAC is keyed with ``key`` (default: :func:`masking_key`) under the
+    hash of the key's suite: HMAC-SM3 for ``gm``, HMAC-SHA-256 for ``intl``.
+    """
+    key = masking_key() if key is None else key
     raw = value if isinstance(value, bytes) else str(value).encode("utf-8")
-    digest = hashlib.sha256(f"{table}.{column}\x00".encode() + raw)
-    return digest.hexdigest()[:HASH_LENGTH]
+    mac = hmac.HMAC(key.material, get_suite(key.suite).new_hash().algorithm)
+    mac.update(f"{table}.{column}\x00".encode() + raw)
+    return mac.finalize().hex()[:HASH_LENGTH]
 
 
 def mask_value(kind: str, value: Any, *, entry: FieldClass, nullable: bool) -> Any:
