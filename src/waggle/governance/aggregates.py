@@ -11,25 +11,44 @@ from being singled out:
   is refused when one of its groups differs from a group of one of the user's
   recent queries by fewer than k rows (either way round, or after taking out
   the other query's groups nested inside it), since subtracting the two
-  answers would describe those few rows. The row ids behind each released
-  group are kept in ``aggregate_queries`` for that check.
+  answers would describe those few rows.
+
+Every answer is kept in ``aggregate_queries`` as its provenance: the query,
+who asked in which roles and scope, the policy's version and digest, where
+the audit chain and the field edit history stood, the released answer, the
+row ids behind each released group (for the differencing check and for
+replay, see :mod:`waggle.governance.aggregate_lineage`) and a digest of their
+contributing values. Rows are never pruned; the differencing check reads the
+user's last ``history`` queries. The answer carries a summary of its
+provenance that names no row.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, delete, select, true
+from sqlalchemy import ColumnElement, Table, and_, select, true
 from sqlalchemy.orm import Session
 
 from waggle.core.actor import Actor
+from waggle.core.clock import now
 from waggle.core.db import Base
 from waggle.core.errors import InvalidInput, PolicyDenied
 from waggle.governance.guard import active_policy, record_audit, visible_owner_ids
+from waggle.governance.lineage import RESOURCE as LINEAGE
+from waggle.governance.lineage import (
+    ChainPosition,
+    canonical_sha256,
+    chain_position,
+    policy_digest,
+)
+from waggle.governance.lineage_models import plain_value
 from waggle.governance.models import AggregateQuery
 from waggle.governance.policy import SCOPE_ORDER
 
@@ -68,8 +87,44 @@ class AggregateGroup:
 
 
 @dataclass(frozen=True)
+class AggregateProvenance:
+    """Where an answer came from, told without the ids of the rows behind it."""
+
+    query_id: int
+    computed_at: dt.datetime
+    policy_version: str
+    policy_digest: str
+    chain_seq: int
+    chain_hash: str
+    checkpoint_id: int | None
+    record_count: int
+    values_digest: str
+    provenance_digest: str
+
+    @classmethod
+    def of(cls, query: AggregateQuery) -> AggregateProvenance:
+        return cls(
+            query_id=query.id,
+            computed_at=query.asked_at,
+            policy_version=query.policy_version,
+            policy_digest=query.policy_digest,
+            chain_seq=query.chain_seq,
+            chain_hash=query.chain_hash,
+            checkpoint_id=query.checkpoint_id,
+            record_count=sum(len(group) for group in query.groups),
+            values_digest=query.values_digest,
+            provenance_digest=query.provenance_digest,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["computed_at"] = plain_value(self.computed_at)
+        return values
+
+
+@dataclass(frozen=True)
 class AggregateResult:
-    """An answer: the released groups and how many were suppressed."""
+    """An answer: the released groups, how many were suppressed, its provenance."""
 
     resource: str
     measure: str
@@ -77,6 +132,7 @@ class AggregateResult:
     min_group_size: int
     groups: list[AggregateGroup]
     suppressed_groups: int
+    provenance: AggregateProvenance | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +142,7 @@ class AggregateResult:
             "min_group_size": self.min_group_size,
             "groups": [{"key": g.key, "value": g.value} for g in self.groups],
             "suppressed_groups": self.suppressed_groups,
+            "provenance": self.provenance.as_dict() if self.provenance else None,
         }
 
 
@@ -143,6 +200,9 @@ def run_aggregate(
 ) -> AggregateResult:
     """Answer one aggregate query within the policy's aggregate grant.
 
+    The answer's provenance is stored and audited in the caller's
+    transaction; the result carries its summary, never a row id.
+
     Raises:
         PolicyDenied: no role of the actor may aggregate the resource, or the
             query would single out rows by differencing (code
@@ -151,15 +211,26 @@ def run_aggregate(
     """
     rules = active_policy().aggregates or AggregateRules()
     grant = _grant(rules, actor, resource)
-    scope = _scope(grant, actor)
-    _check_query(resource, grant, measure, group_by, filters or {})
-    rows = _fetch(session, actor, resource, grant, scope, measure, group_by, filters)
-    groups = _group(rows)
+    scope = aggregate_scope(grant, actor)
+    given = dict(filters or {})
+    _check_query(resource, grant, measure, group_by, given)
+    position = chain_position(session)  # before the read, as figures do
+
+    table = Base.metadata.tables[resource]
+    rows = fetch_rows(
+        session,
+        resource,
+        measure=measure,
+        dimensions=query_dimensions(group_by, given),
+        filters=given,
+        condition=_scope_condition(session, actor, table, grant, scope),
+    )
+    groups = group_rows(rows, width=len(group_by))
     k = rules.min_group_size
-    released = {key: members for key, members in groups.items() if len(members) >= k}
-    sets = [frozenset(rid for rid, _value in members) for members in released.values()]
+    released = [(key, members) for key, members in groups if len(members) >= k]
+
+    sets = [frozenset(row[0] for row in members) for _key, members in released]
     _refuse_differencing(session, actor, resource, sets, k=k, history=rules.history)
-    _remember(session, actor, resource, measure, sets, history=rules.history)
     result = AggregateResult(
         resource=resource,
         measure=measure,
@@ -167,14 +238,24 @@ def run_aggregate(
         min_group_size=k,
         groups=[
             AggregateGroup(
-                key=dict(zip(group_by, key, strict=True)), value=_measure(measure, m)
+                key=dict(zip(group_by, key, strict=True)),
+                value=measure_group(measure, members),
             )
-            for key, m in sorted(released.items(), key=lambda item: _sort_key(item[0]))
+            for key, members in released
         ],
         suppressed_groups=len(groups) - len(released),
     )
-    _audit(session, actor, result, filters or {})
-    return result
+    query = _remember(
+        session,
+        actor,
+        result,
+        [members for _key, members in released],
+        filters=given,
+        scope=scope,
+        position=position,
+    )
+    _audit(session, actor, result, given, query_id=query.id)
+    return dataclasses.replace(result, provenance=AggregateProvenance.of(query))
 
 
 def _grant(rules: AggregateRules, actor: Actor, resource: str) -> AggregateGrant:
@@ -193,9 +274,10 @@ def _grant(rules: AggregateRules, actor: Actor, resource: str) -> AggregateGrant
     return grant
 
 
-def _scope(grant: AggregateGrant, actor: Actor) -> str:
+def aggregate_scope(grant: AggregateGrant, actor: Actor) -> str:
+    """Return the widest row scope the actor's roles aggregate the grant over."""
     scopes = [grant.roles[role] for role in actor.roles if role in grant.roles]
-    return max(scopes, key=SCOPE_ORDER.index)
+    return max(scopes, key=SCOPE_ORDER.index, default="none")
 
 
 def _check_query(
@@ -223,40 +305,56 @@ def _check_query(
             )
 
 
+# Rows: (record id, values of the query's dimensions, measured value).
 Row = tuple[int, tuple[Any, ...], Any]
 
 
-def _fetch(
+def query_dimensions(
+    group_by: Sequence[str], filters: Mapping[str, Any]
+) -> tuple[str, ...]:
+    """Return the dimensions a query reads: those grouped by, then filtered ones."""
+    return (*group_by, *sorted(set(filters) - set(group_by)))
+
+
+def fetch_rows(
     session: Session,
-    actor: Actor,
     resource: str,
-    grant: AggregateGrant,
-    scope: str,
+    *,
     measure: str,
-    group_by: Sequence[str],
-    filters: Mapping[str, Any] | None,
+    dimensions: Sequence[str],
+    filters: Mapping[str, Any],
+    condition: ColumnElement[bool],
 ) -> list[Row]:
+    """Return the live rows of ``resource`` within ``condition`` and ``filters``.
+
+    A count measures nothing: its rows carry ``None`` as measured value.
+    """
     table = Base.metadata.tables[resource]
     source: Any = table
     joined: dict[str, Any] = {}
-    for name in {*group_by, *(filters or {})}:
+    for name in dimensions:
         relation = name.partition(".")[0] if "." in name else None
         if relation and relation not in joined:
             via, target_name = REFERENCES[relation]
             target = Base.metadata.tables[target_name].alias(f"agg_{relation}")
             source = source.outerjoin(target, target.c.id == table.c[via])
             joined[relation] = target
-    dims = [_dimension(table, joined, name) for name in group_by]
+    dims = [_dimension(table, joined, name) for name in dimensions]
     _kind, _sep, measured = measure.partition(":")
-    value = table.c[measured] if measured else table.c.id
-    condition = and_(
-        _scope_condition(session, actor, table, grant, scope),
-        *(_dimension(table, joined, name) == v for name, v in (filters or {}).items()),
+    value = table.c[measured] if measured else None
+    where = and_(
+        condition,
+        *(_dimension(table, joined, name) == v for name, v in filters.items()),
     )
     if "merged_into_id" in table.c:
-        condition = and_(condition, table.c.merged_into_id.is_(None))
-    statement = select(table.c.id, value, *dims).select_from(source).where(condition)
-    return [(row[0], tuple(row[2:]), row[1]) for row in session.execute(statement)]
+        where = and_(where, table.c.merged_into_id.is_(None))
+    columns = [table.c.id, *dims, *([value] if value is not None else [])]
+    statement = select(*columns).select_from(source).where(where)
+    width = len(dims)
+    return [
+        (row[0], tuple(row[1 : 1 + width]), row[-1] if value is not None else None)
+        for row in session.execute(statement)
+    ]
 
 
 def _dimension(table: Table, joined: Mapping[str, Any], name: str) -> Any:
@@ -273,18 +371,22 @@ def _scope_condition(
     return table.c[grant.owner_column].in_(owners)
 
 
-def _group(rows: list[Row]) -> dict[tuple[Any, ...], list[tuple[int, Any]]]:
-    groups: dict[tuple[Any, ...], list[tuple[int, Any]]] = {}
-    for record_id, key, value in rows:
-        groups.setdefault(key, []).append((record_id, value))
-    return groups
+def group_rows(
+    rows: Sequence[Row], *, width: int
+) -> list[tuple[tuple[Any, ...], list[Row]]]:
+    """Return the rows grouped by their first ``width`` dimensions, keys sorted."""
+    groups: dict[tuple[Any, ...], list[Row]] = {}
+    for row in rows:
+        groups.setdefault(row[1][:width], []).append(row)
+    return sorted(groups.items(), key=lambda item: _sort_key(item[0]))
 
 
-def _measure(measure: str, members: list[tuple[int, Any]]) -> int | str:
+def measure_group(measure: str, members: Sequence[Row]) -> int | str:
+    """Return the measure of one group: a count, or a sum or average to 0.01."""
     kind = measure.partition(":")[0]
     if kind == "count":
         return len(members)
-    values = [Decimal(str(value)) for _id, value in members if value is not None]
+    values = [Decimal(str(row[2])) for row in members if row[2] is not None]
     total = sum(values, Decimal("0"))
     if kind == "sum":
         return str(total.quantize(Decimal("0.01")))
@@ -327,9 +429,10 @@ def _nested_remainder_small(
     return False
 
 
-def _recent(
+def recent_queries(
     session: Session, actor: Actor, resource: str, history: int
 ) -> list[AggregateQuery]:
+    """Return the actor's last ``history`` aggregate queries of ``resource``."""
     return list(
         session.scalars(
             select(AggregateQuery)
@@ -352,7 +455,7 @@ def _refuse_differencing(
     k: int,
     history: int,
 ) -> None:
-    for earlier in _recent(session, actor, resource, history):
+    for earlier in recent_queries(session, actor, resource, history):
         old = [frozenset(group) for group in earlier.groups]
         if differencing_conflict(sets, old, k=k):
             raise PolicyDenied(
@@ -364,37 +467,128 @@ def _refuse_differencing(
             )
 
 
+# Provenance -------------------------------------------------------------------
+
+# The id is left out, as figures leave theirs out, so that a query is stored in
+# one INSERT; the audit row ties the id to the digest.
+PROVENANCE_FIELDS = (
+    "user_id",
+    "username",
+    "resource",
+    "measure",
+    "filters",
+    "group_by",
+    "roles",
+    "scope",
+    "min_group_size",
+    "policy_version",
+    "policy_digest",
+    "chain_seq",
+    "chain_hash",
+    "checkpoint_id",
+    "edit_seq",
+    "groups",
+    "result",
+    "suppressed_groups",
+    "values_digest",
+    "asked_at",
+)
+
+
+def aggregate_values_digest(
+    measure: str, dimensions: Sequence[str], groups: Sequence[Sequence[Row]]
+) -> str:
+    """Return the SHA-256 over each released group's rows, by record id.
+
+    Each row contributes its id, measured value (``None`` for a count) and
+    dimension values, as plain JSON values.
+    """
+    plain = [
+        sorted(
+            [record_id, plain_value(value), [plain_value(v) for v in dims]]
+            for record_id, dims, value in members
+        )
+        for members in groups
+    ]
+    return canonical_sha256([measure, list(dimensions), plain])
+
+
+def aggregate_provenance_digest(query: AggregateQuery) -> str:
+    """Return the SHA-256 over every column of the query but its id and digest."""
+    values = {name: getattr(query, name) for name in PROVENANCE_FIELDS}
+    values["asked_at"] = plain_value(query.asked_at)
+    return canonical_sha256(values)
+
+
+def provenance_audit_detail(query: AggregateQuery) -> str:
+    """Return the detail of the audit row that vouches for a stored query."""
+    return f"aggregate_query={query.id} digest={query.provenance_digest}"
+
+
 def _remember(
     session: Session,
     actor: Actor,
-    resource: str,
-    measure: str,
-    sets: list[frozenset[int]],
+    result: AggregateResult,
+    released: Sequence[Sequence[Row]],
     *,
-    history: int,
-) -> None:
-    session.add(
-        AggregateQuery(
-            user_id=actor.user_id,
-            username=actor.username,
-            resource=resource,
-            measure=measure,
-            groups=[sorted(group) for group in sets],
-        )
+    filters: Mapping[str, Any],
+    scope: str,
+    position: ChainPosition,
+) -> AggregateQuery:
+    policy = active_policy()
+    checkpoint = position.checkpoint
+    query = AggregateQuery(
+        user_id=actor.user_id,
+        username=actor.username,
+        resource=result.resource,
+        measure=result.measure,
+        filters={name: plain_value(value) for name, value in filters.items()},
+        group_by=list(result.group_by),
+        roles=sorted(actor.roles),
+        scope=scope,
+        min_group_size=result.min_group_size,
+        policy_version=policy.version,
+        policy_digest=policy_digest(policy),
+        chain_seq=position.chain_seq,
+        chain_hash=position.chain_hash,
+        checkpoint_id=checkpoint.id if checkpoint else None,
+        edit_seq=position.edit_seq,
+        groups=[sorted(row[0] for row in members) for members in released],
+        result=[
+            {"key": {n: plain_value(v) for n, v in g.key.items()}, "value": g.value}
+            for g in result.groups
+        ],
+        suppressed_groups=result.suppressed_groups,
+        values_digest=aggregate_values_digest(
+            result.measure, query_dimensions(result.group_by, filters), released
+        ),
+        asked_at=now(),
     )
+    _store(session, actor, query)
+    return query
+
+
+def _store(session: Session, actor: Actor, query: AggregateQuery) -> None:
+    query.provenance_digest = aggregate_provenance_digest(query)
+    session.add(query)
     session.flush()
-    keep = [query.id for query in _recent(session, actor, resource, history)]
-    session.execute(
-        delete(AggregateQuery).where(
-            AggregateQuery.username == actor.username,
-            AggregateQuery.resource == resource,
-            AggregateQuery.id.not_in(keep),
-        )
+    record_audit(
+        session,
+        actor,
+        action="create",
+        resource=LINEAGE,
+        record_ids=[query.id],
+        detail=provenance_audit_detail(query),
     )
 
 
 def _audit(
-    session: Session, actor: Actor, result: AggregateResult, filters: Mapping[str, Any]
+    session: Session,
+    actor: Actor,
+    result: AggregateResult,
+    filters: Mapping[str, Any],
+    *,
+    query_id: int,
 ) -> None:
     given = ",".join(f"{name}={value}" for name, value in sorted(filters.items()))
     record_audit(
@@ -403,12 +597,16 @@ def _audit(
         action="aggregate",
         resource=result.resource,
         detail=(
-            f"measure={result.measure} group_by={','.join(result.group_by) or '-'} "
-            f"filters={given or '-'} "
+            f"query={query_id} measure={result.measure} "
+            f"group_by={','.join(result.group_by) or '-'} filters={given or '-'} "
             f"groups={len(result.groups)} suppressed={result.suppressed_groups}"
         ),
     )
     logger.info(
         "aggregate answered",
-        extra={"resource": result.resource, "groups": len(result.groups)},
+        extra={
+            "resource": result.resource,
+            "groups": len(result.groups),
+            "query_id": query_id,
+        },
     )

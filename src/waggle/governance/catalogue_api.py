@@ -1,4 +1,9 @@
-"""HTTP routes of the data catalogue, the masking matrix and aggregate queries."""
+"""HTTP routes of the data catalogue, the masking matrix and aggregate queries.
+
+``POST /api/v1/governance/aggregates``                  answer an aggregate query
+``GET  /api/v1/governance/aggregates/{id}/provenance``  its provenance, no row
+``POST /api/v1/governance/aggregates/{id}/replay``      reproduce it exactly
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from waggle.apikit import ActorDep, SessionDep
 from waggle.core.db import Base
 from waggle.core.settings import Settings
+from waggle.governance.aggregate_lineage import aggregate_provenance, replay_aggregate
 from waggle.governance.aggregates import run_aggregate
 from waggle.governance.catalogue import (
     GRADES,
@@ -101,5 +107,19 @@ def routers(settings: Settings | None = None) -> list[APIRouter]:
             group_by=body.group_by,
             filters=body.filters,
         ).as_dict()
+
+    @routes.get("/aggregates/{query_id}/provenance")
+    def aggregate_lineage(
+        query_id: int, session: SessionDep, actor: ActorDep
+    ) -> dict[str, Any]:
+        """Return an answered query's provenance with the ids the caller may read."""
+        return aggregate_provenance(session, actor, query_id).as_dict()
+
+    @routes.post("/aggregates/{query_id}/replay")
+    def aggregate_replay(
+        query_id: int, session: SessionDep, actor: ActorDep
+    ) -> dict[str, Any]:
+        """Recompute an answered query as it was answered and compare with today."""
+        return replay_aggregate(session, actor, query_id).as_dict()
 
     return [routes]

@@ -236,7 +236,7 @@ class Source:
 
 def _source(session: Session, spec: FigureSpec) -> Source:
     policy = active_policy()
-    model = _model_for(spec.resource)
+    model = model_for(spec.resource)
     if spec.resource not in policy.resources or model is None:
         raise InvalidInput(
             f"figure spec.resource: {spec.resource!r} is not a governed table"
@@ -280,7 +280,8 @@ def _source(session: Session, spec: FigureSpec) -> Source:
     return source
 
 
-def _model_for(table: str) -> type[Base] | None:
+def model_for(table: str) -> type[Base] | None:
+    """Return the mapped class of ``table`` (None when no model maps it)."""
     for mapper in Base.registry.mappers:
         if getattr(mapper.local_table, "name", None) == table:
             model: type[Base] = mapper.class_
@@ -507,10 +508,11 @@ def values_digest(spec: FigureSpec, rows: Sequence[Row]) -> str:
     """Return the SHA-256 over the contributing values of ``rows``, by record id."""
     names = spec.fields()
     ordered = sorted((record_id, [v[n] for n in names]) for record_id, v in rows)
-    return _sha256([names, ordered])
+    return canonical_sha256([names, ordered])
 
 
-def _sha256(value: Any) -> str:
+def canonical_sha256(value: Any) -> str:
+    """Return the SHA-256 of ``value`` as canonical JSON (keys sorted, compact)."""
     text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -525,7 +527,7 @@ def policy_digest(policy: Policy) -> str:
     cached = _policy_digests.get(id(policy))
     if cached is not None and cached[0] is policy:
         return cached[1]
-    digest = _sha256(_plain(dataclasses.asdict(policy)))
+    digest = canonical_sha256(_plain(dataclasses.asdict(policy)))
     _policy_digests[id(policy)] = (policy, digest)
     return digest
 
@@ -540,7 +542,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _chain_position(session: Session) -> tuple[int, str, AuditCheckpoint | None]:
+def _chain_head(session: Session) -> tuple[int, str, AuditCheckpoint | None]:
     head = session.get(AuditChainHead, HEAD_ID)
     checkpoint = session.scalars(
         select(AuditCheckpoint).order_by(AuditCheckpoint.seq_to.desc()).limit(1)
@@ -584,7 +586,7 @@ def provenance_digest(figure: FigureProvenance) -> str:
     """Return the SHA-256 over every provenance field but the digest itself."""
     values = {name: getattr(figure, name) for name in PROVENANCE_FIELDS}
     values["computed_at"] = plain_value(figure.computed_at)
-    return _sha256(values)
+    return canonical_sha256(values)
 
 
 def compute_figure(
@@ -626,7 +628,7 @@ def compute_figures(
     authorize(session, actor, "create", RESOURCE)
     for spec in specs.values():
         _check_spec(spec)
-    position = _position(session)
+    position = chain_position(session)
     reads: dict[str, tuple[str, list[Row]]] = {}
     figures: dict[str, FigureProvenance] = {}
     for name, spec in specs.items():
@@ -656,7 +658,7 @@ def compute_figures(
 
 
 def _read_key(spec: FigureSpec) -> str:
-    return _sha256([spec.resource, spec.filters])
+    return canonical_sha256([spec.resource, spec.filters])
 
 
 def _read(
@@ -672,16 +674,19 @@ def _read(
 
 
 @dataclass(frozen=True)
-class _Position:
+class ChainPosition:
+    """Where the audit chain and the edit history stand at a computation."""
+
     chain_seq: int
     chain_hash: str
     checkpoint: AuditCheckpoint | None
     edit_seq: int
 
 
-def _position(session: Session) -> _Position:
-    chain_seq, chain_hash, checkpoint = _chain_position(session)
-    return _Position(chain_seq, chain_hash, checkpoint, _last_edit(session))
+def chain_position(session: Session) -> ChainPosition:
+    """Return the chain's head, its last signed checkpoint and the last edit."""
+    chain_seq, chain_hash, checkpoint = _chain_head(session)
+    return ChainPosition(chain_seq, chain_hash, checkpoint, _last_edit(session))
 
 
 def _record_figure(
@@ -692,7 +697,7 @@ def _record_figure(
     *,
     scope: str,
     rows: Sequence[Row],
-    position: _Position,
+    position: ChainPosition,
 ) -> FigureProvenance:
     policy = active_policy()
     checkpoint = position.checkpoint
@@ -716,7 +721,7 @@ def _record_figure(
         edit_seq=position.edit_seq,
         computed_at=now(),
     )
-    figure.figure_key = _sha256(
+    figure.figure_key = canonical_sha256(
         [
             name,
             figure.username,
@@ -845,24 +850,43 @@ def check_provenance(session: Session, figure: FigureProvenance) -> list[str]:
     The row's digest must match its fields, and the audit row written when it
     was stored (protected by the audit chain) must name the same digest.
     """
+    return stored_provenance_problems(
+        session,
+        subject=f"figure {figure.id}",
+        is_intact=figure.provenance_digest == provenance_digest(figure),
+        audit_prefix=f"figure={figure.id} digest=",
+        audit_detail=_audit_detail(figure),
+    )
+
+
+def stored_provenance_problems(
+    session: Session,
+    *,
+    subject: str,
+    is_intact: bool,
+    audit_prefix: str,
+    audit_detail: str,
+) -> list[str]:
+    """Return what is wrong with a stored provenance row of ``subject``.
+
+    ``is_intact`` says whether the row matches its own digest; the lineage
+    audit row written with it (found by ``audit_prefix``) must read
+    ``audit_detail``.
+    """
     problems = []
-    if figure.provenance_digest != provenance_digest(figure):
-        problems.append(
-            f"figure {figure.id}: the stored provenance does not match its digest"
-        )
+    if not is_intact:
+        problems.append(f"{subject}: the stored provenance does not match its digest")
     audited = session.scalars(
         select(AuditEntry.detail).where(
             AuditEntry.resource == RESOURCE,
             AuditEntry.action == "create",
-            AuditEntry.detail.like(f"figure={figure.id} digest=%"),
+            AuditEntry.detail.like(f"{audit_prefix}%"),
         )
     ).first()
     if audited is None:
-        problems.append(f"figure {figure.id}: no audit entry records its provenance")
-    elif audited != _audit_detail(figure):
-        problems.append(
-            f"figure {figure.id}: the audit entry names another provenance digest"
-        )
+        problems.append(f"{subject}: no audit entry records its provenance")
+    elif audited != audit_detail:
+        problems.append(f"{subject}: the audit entry names another provenance digest")
     return problems
 
 
@@ -1154,7 +1178,7 @@ def reconstruct(
     ids = list(figure.record_ids)
     names = spec.fields()
     now_rows = dict(_fetch(session, source, names, source.column("id").in_(ids)))
-    edits = _later_edits(session, spec.resource, ids, names, after=figure.edit_seq)
+    edits = later_edits(session, spec.resource, ids, names, after=figure.edit_seq)
     for edit in edits:
         values = now_rows.setdefault(edit.record_id, {})
         values[edit.field] = decode_value(edit.old_value)
@@ -1163,7 +1187,7 @@ def reconstruct(
     return complete, len(edits)
 
 
-def _later_edits(
+def later_edits(
     session: Session,
     resource: str,
     ids: Sequence[int],
@@ -1171,6 +1195,7 @@ def _later_edits(
     *,
     after: int,
 ) -> list[FieldEdit]:
+    """Return the edits of ``fields`` after edit ``after``, newest first."""
     found: list[FieldEdit] = []
     for start in range(0, len(ids), _CHUNK):
         found += session.scalars(
@@ -1219,19 +1244,25 @@ def _compare(
 
 
 __all__ = [
+    "ChainPosition",
     "DrillDown",
     "FigureSpec",
     "Replay",
+    "canonical_sha256",
+    "chain_position",
     "check_provenance",
     "compute_figure",
     "compute_figures",
     "drill_down",
     "evaluate",
     "get_figure",
+    "later_edits",
+    "model_for",
     "policy_digest",
     "provenance_digest",
     "readable_record_ids",
     "reconstruct",
     "replay_figure",
+    "stored_provenance_problems",
     "value_visible",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import BigInteger, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -165,10 +166,16 @@ class CatalogueOverride(Base):
 
 
 class AggregateQuery(Base):
-    """One answered aggregate query: the row ids behind each group it released.
+    """One answered aggregate query and its provenance.
 
-    Kept per user so that a later query whose groups differ from these by fewer
-    than k rows (a differencing attack) can be refused.
+    ``groups`` holds the row ids behind each released group, for the
+    differencing check of the user's later queries and for replay; nothing
+    that shows a query's provenance may hand them to a viewer who could not
+    read those rows. ``result`` is the released answer (``key``, ``value``),
+    ``values_digest`` the hash of the contributing values at ``asked_at``;
+    ``chain_seq`` and ``checkpoint_id`` place the query on the audit chain and
+    ``edit_seq`` on the field edit history. ``provenance_digest`` covers every
+    column but the id, and the audit row written with the query names both.
     """
 
     __tablename__ = "aggregate_queries"
@@ -178,7 +185,24 @@ class AggregateQuery(Base):
     username: Mapped[str] = mapped_column(String(80))
     resource: Mapped[str] = mapped_column(String(60))
     measure: Mapped[str] = mapped_column(String(60))
+    filters: Mapped[dict[str, Any]] = mapped_column(JsonText, default=dict)
+    group_by: Mapped[list[str]] = mapped_column(JsonText, default=list)
+    roles: Mapped[list[str]] = mapped_column(JsonText, default=list)
+    scope: Mapped[str] = mapped_column(String(20), default="all")
+    min_group_size: Mapped[int] = mapped_column(Integer, default=5)
+    policy_version: Mapped[str] = mapped_column(String(200), default="")
+    policy_digest: Mapped[str] = mapped_column(String(64), default="")
+    chain_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    chain_hash: Mapped[str] = mapped_column(String(64), default="")
+    checkpoint_id: Mapped[int | None] = mapped_column(Integer)
+    # The newest field edit when the query was answered: edits after it are
+    # undone to see the values as they were.
+    edit_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     groups: Mapped[list[list[int]]] = mapped_column(JsonText, default=list)
+    result: Mapped[list[dict[str, Any]]] = mapped_column(JsonText, default=list)
+    suppressed_groups: Mapped[int] = mapped_column(Integer, default=0)
+    values_digest: Mapped[str] = mapped_column(String(64), default="")
+    provenance_digest: Mapped[str] = mapped_column(String(64), default="")
     asked_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=now)
 
     __table_args__ = (

@@ -59,8 +59,10 @@ LIMITED_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "audit_entries": ("SELECT", "INSERT"),
     "audit_checkpoints": ("SELECT", "INSERT"),
     "audit_chain_head": ("SELECT", "INSERT", "UPDATE"),
-    # Provenance of figures and the field edit history replay relies on.
+    # Provenance of figures and aggregate answers, and the field edit
+    # history replay relies on.
     "figure_provenance": ("SELECT", "INSERT"),
+    "aggregate_queries": ("SELECT", "INSERT"),
     "field_edits": ("SELECT", "INSERT"),
     "alembic_version": ("SELECT",),
 }
@@ -68,6 +70,7 @@ APPEND_ONLY_TABLES = (
     "audit_entries",
     "audit_checkpoints",
     "figure_provenance",
+    "aggregate_queries",
     "field_edits",
 )
 _ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")

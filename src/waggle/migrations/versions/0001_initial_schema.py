@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 03:28:20.452620
+Create Date: 2026-12-04 05:39:03.530257
 """
 
 from collections.abc import Sequence
@@ -28,7 +28,22 @@ def upgrade() -> None:
         sa.Column("username", sa.String(length=80), nullable=False),
         sa.Column("resource", sa.String(length=60), nullable=False),
         sa.Column("measure", sa.String(length=60), nullable=False),
+        sa.Column("filters", waggle.core.db.JsonText(), nullable=False),
+        sa.Column("group_by", waggle.core.db.JsonText(), nullable=False),
+        sa.Column("roles", waggle.core.db.JsonText(), nullable=False),
+        sa.Column("scope", sa.String(length=20), nullable=False),
+        sa.Column("min_group_size", sa.Integer(), nullable=False),
+        sa.Column("policy_version", sa.String(length=200), nullable=False),
+        sa.Column("policy_digest", sa.String(length=64), nullable=False),
+        sa.Column("chain_seq", sa.BigInteger(), nullable=False),
+        sa.Column("chain_hash", sa.String(length=64), nullable=False),
+        sa.Column("checkpoint_id", sa.Integer(), nullable=True),
+        sa.Column("edit_seq", sa.BigInteger(), nullable=False),
         sa.Column("groups", waggle.core.db.JsonText(), nullable=False),
+        sa.Column("result", waggle.core.db.JsonText(), nullable=False),
+        sa.Column("suppressed_groups", sa.Integer(), nullable=False),
+        sa.Column("values_digest", sa.String(length=64), nullable=False),
+        sa.Column("provenance_digest", sa.String(length=64), nullable=False),
         sa.Column(
             "asked_at", waggle.core.db.UtcDateTime(timezone=True), nullable=False
         ),
