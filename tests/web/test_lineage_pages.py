@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal
 
@@ -134,6 +135,8 @@ def test_dashboard_figures_link_to_their_lineage(
     assert sorted(by_name) == [
         "accounts",
         "open_amount",
+        "stage_amounts",
+        "stage_counts",
         "weighted_amount",
         "win_rate",
         "won_amount",
@@ -144,6 +147,7 @@ def test_dashboard_figures_link_to_their_lineage(
             for name, figure_id in by_name.items()
         }
         stored = len(session.scalars(select(FigureProvenance.id)).all())
+    by_stage = values.pop("stage_amounts"), values.pop("stage_counts")
     assert values == {
         "accounts": "2",
         "open_amount": "1550000.00",
@@ -152,10 +156,14 @@ def test_dashboard_figures_link_to_their_lineage(
         "won_amount": "0.00",
     }
     assert "¥155.0万" in html
-    # Eight headline figures (the captured share has no interactions to
-    # count, so its tile is hidden), each stored once however often shown.
-    assert stored == 9
-    assert again.count('data-figure="') == 5
+    # The chart's two grouped figures: both deals stand in the first stage.
+    assert [list(figure.values()) for figure in by_stage] == [["1550000.00"], ["2"]]
+    chart = re.search(r'id="stage-chart-data">([^<]+)<', html)
+    assert chart is not None and json.loads(chart[1])["counts"][0] == 2
+    # Eleven figures (among them the captured share, whose tile is hidden as
+    # there is no interaction to count), each stored once however often shown.
+    assert stored == 11
+    assert again.count('data-figure="') == 7
 
 
 def test_viewing_the_page_is_audited(

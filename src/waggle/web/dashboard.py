@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -25,7 +26,6 @@ from waggle.web.queries import (
     names_by_id,
     readable_pipelines,
     stage_index,
-    stage_totals,
 )
 
 CLOSING_SOON = 8
@@ -60,7 +60,6 @@ def dashboard(page: PageDep, session: SessionDep) -> HTMLResponse:
     if not pipelines:
         return page.render("dashboard.html", pipeline=None)
     pipeline = pipelines[0]
-    totals = stage_totals(session, page.actor, pipeline_id=pipeline.id)
     closing = list_records(
         session,
         page.actor,
@@ -87,7 +86,7 @@ def dashboard(page: PageDep, session: SessionDep) -> HTMLResponse:
             int(computed["accounts"].value) if "accounts" in computed else None
         ),
         captured_percent=_percent(computed.get("captured_share")),
-        chart=_chart(page, pipeline, totals),
+        chart=_chart(page, pipeline, _stage_totals(computed)),
         closing=closing,
         accounts=names_by_id(
             session, page.actor, ACCOUNTS, (o.account_id for o in closing)
@@ -122,6 +121,21 @@ def _figures(computed: dict[str, FigureProvenance]) -> Figures:
         won_amount=Decimal(computed["won_amount"].value),
         lost_count=int(computed["lost_count"].value),
     )
+
+
+def _stage_totals(computed: dict[str, FigureProvenance]) -> dict[int, StageTotal]:
+    """Return count and amount per open stage from the grouped figures."""
+    amounts = _by_stage(computed["stage_amounts"])
+    counts = _by_stage(computed["stage_counts"])
+    return {
+        stage_id: StageTotal(count=int(count), amount=Decimal(amounts[stage_id]))
+        for stage_id, count in counts.items()
+    }
+
+
+def _by_stage(figure: FigureProvenance) -> dict[int, str]:
+    # A grouped figure's keys are the JSON lists of the group's values.
+    return {int(json.loads(key)[0]): value for key, value in figure.value.items()}
 
 
 def _chart(

@@ -160,9 +160,12 @@ def _dashboard_specs(pipeline: Pipeline) -> dict[str, FigureSpec]:
             resource=OPPORTUNITIES, measure=measure, filters=filters, **extra
         )
 
+    by_stage = ("stage_id",)
     return {
         "open_amount": spec("sum:amount", open_stages),
         "open_count": spec("count", open_stages),
+        "stage_amounts": spec("sum:amount", open_stages, group_by=by_stage),
+        "stage_counts": spec("count", open_stages, group_by=by_stage),
         "weighted_amount": spec(
             "weighted:amount:stage_id", open_stages, weights=weights
         ),
