@@ -10,7 +10,7 @@ import pytest
 from tests.insights.test_forecast import AS_OF, _seed_quarter
 from waggle.core.db import transaction
 from waggle.core.errors import InvalidInput
-from waggle.crm.models import Opportunity
+from waggle.crm.models import Opportunity, Quota
 from waggle.governance.lineage import (
     FigureSpec,
     compute_figure,
@@ -18,6 +18,7 @@ from waggle.governance.lineage import (
     matches,
     replay_figure,
 )
+from waggle.governance.lineage_models import FigureProvenance
 from waggle.insights.forecast import build_forecast
 from waggle.insights.forecast_lineage import (
     HEADLINES,
@@ -25,6 +26,7 @@ from waggle.insights.forecast_lineage import (
     forecast_specs,
     headline_values,
     matching_figures,
+    rollup_lineage,
 )
 
 
@@ -175,3 +177,43 @@ def test_malformed_ranges_and_scores_are_refused(sessions, org, spec, message):
         compute_figure(session, org.actors["ops"], name="x", spec=FigureSpec.of(body))
 
     assert message in str(refused.value)
+
+
+@pytest.mark.parametrize("username", ["ops", "manager_a"])
+def test_every_rep_level_rollup_column_has_a_matching_grouped_figure(
+    sessions, org, username
+):
+    """Quota, closed, the open categories and weighted, per owner as the roll-up."""
+    _seed_quarter(sessions, org)
+    actor = org.actors[username]
+
+    with transaction(sessions) as session:
+        result = build_forecast(session, actor, "2026-Q1", as_of=AS_OF)
+        ids = rollup_lineage(session, actor, result)
+        quota = session.get_one(FigureProvenance, ids["quota"])
+        quota_periods = sorted(
+            session.get_one(Quota, quota_id).period for quota_id in quota.record_ids
+        )
+
+    assert sorted(ids) == sorted([*HEADLINES, "quota"])
+    # rep_a2's April quota lies outside the quarter; the monthly ones inside.
+    expected = {
+        "ops": ["2026-M01", "2026-M02", "2026-Q1", "2026-Q1"],
+        "manager_a": ["2026-M01", "2026-M02", "2026-Q1"],
+    }
+    assert quota_periods == expected[username]
+
+
+def test_a_grouped_figure_that_misses_an_owner_does_not_match(sessions, org):
+    """A rep with a value in the roll-up but none in the figure breaks the match."""
+    _seed_quarter(sessions, org)
+    ops = org.actors["ops"]
+    with transaction(sessions) as session:
+        result = build_forecast(session, ops, "2026-Q1", as_of=AS_OF)
+        rep_a1 = next(line for line in result.rollup if line.name == "rep_a1")
+        rep_a1.commit += Decimal("1")  # as if the roll-up saw another deal
+
+        ids = rollup_lineage(session, ops, result)
+
+    assert "commit" not in ids
+    assert "best_case" in ids

@@ -171,3 +171,31 @@ def test_headline_figures_link_to_a_lineage_with_the_value_shown(
     weighted = client.get(f"/lineage/{links['weighted']}").text
     assert '<span class="figure-value" id="figure-value">155000.00</span>' in weighted
     assert 'id="weighted-total">¥15.5万<' in html
+
+
+def test_rep_level_rollup_columns_link_to_grouped_lineage(
+    client: TestClient, sessions, deals
+):
+    """At the rep level each money column links to a figure grouped by owner."""
+    _expect_close(sessions, deals["deal_a1"], deals["deal_a2"])
+    log_in(client, "manager_a")
+
+    rep_level = client.get(PAGE).text
+    team_level = client.get("/insights?period=2026-Q1&level=team").text
+    columns = re.findall(r'href="/lineage/(\d+)" data-column="(\w+)"', rep_level)
+
+    assert sorted(name for _id, name in columns) == [
+        "best_case",
+        "closed",
+        "commit",
+        "pipeline",
+        "quota",
+        "weighted",
+    ]
+    assert "data-column=" not in team_level
+    weighted = {name: figure_id for figure_id, name in columns}["weighted"]
+    page = client.get(f"/lineage/{weighted}").text
+    shown = re.search(r'id="figure-value">([^<]+)<', page)
+    assert shown is not None
+    # One weighted amount per owner: 1,250,000 and 300,000 at 10%.
+    assert sorted(re.findall(r"\d+\.\d\d", shown[1])) == ["125000.00", "30000.00"]

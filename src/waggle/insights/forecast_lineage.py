@@ -1,4 +1,4 @@
-"""Lineage of a forecast's headline figures: each category and the weighted total.
+"""Lineage of a forecast's figures: the categories, the weighted total, the roll-up.
 
 :func:`forecast_figures` states the queries behind a :class:`Forecast`'s
 headline figures as lineage specs (see :mod:`waggle.governance.lineage`) and
@@ -16,6 +16,10 @@ figure to its drill-down and replay:
   the spec, so replay uses the probabilities the forecast used) and its
   stage's default probability otherwise, rounded deal by deal.
 
+:func:`rollup_lineage` does the same for the rep-level roll-up: each column
+(quota, closed, the open categories, weighted) is one figure grouped by
+owner, the quota one summing the quotas that lie inside the period.
+
 The figures are computed through the lineage seam with the actor's own row
 scope on opportunities; a caller shows a link only where a figure equals the
 forecast's own value (:func:`matching_figures`), since a user whose scopes
@@ -25,7 +29,10 @@ query's provenance.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
+from collections.abc import Mapping
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -38,6 +45,7 @@ from waggle.governance.lineage_models import FigureProvenance
 from waggle.insights.forecast import OPEN_CATEGORIES, Forecast
 
 OPPORTUNITIES = "opportunities"
+QUOTAS = "quotas"
 AMOUNT = "amount"
 WEIGHT_FIELD = "stage_id"
 HEADLINES = ("closed", "commit", "best_case", "pipeline", "weighted")
@@ -126,6 +134,57 @@ def headline_lineage(
     """
     figures = matching_figures(result, forecast_figures(session, actor, result))
     return {name: figure.id for name, figure in figures.items()}
+
+
+def rollup_specs(session: Session, result: Forecast) -> dict[str, FigureSpec]:
+    """Return the lineage spec of each column of the rep-level roll-up.
+
+    The headline queries grouped by owner, and the quotas lying inside the
+    period summed per owner.
+    """
+    by_owner = ("owner_id",)
+    specs = {
+        name: dataclasses.replace(spec, group_by=by_owner)
+        for name, spec in forecast_specs(session, result).items()
+    }
+    specs["quota"] = FigureSpec(
+        resource=QUOTAS,
+        measure=f"sum:{AMOUNT}",
+        filters={
+            "starts_on": {"from": result.starts_on.isoformat()},
+            "ends_on": {"to": result.ends_on.isoformat()},
+        },
+        group_by=by_owner,
+    )
+    return specs
+
+
+def rollup_lineage(session: Session, actor: Actor, result: Forecast) -> dict[str, int]:
+    """Return the lineage id of each rep-level roll-up column that matches.
+
+    A column's grouped figure matches when every rep's value equals the
+    roll-up's (reps without records in the figure having zero).
+
+    Raises:
+        PolicyDenied: the actor may not create lineage or read the records.
+    """
+    figures = compute_figures(session, actor, rollup_specs(session, result), reuse=True)
+    reps = [line for line in result.rollup if line.level == "rep"]
+    return {
+        name: figure.id
+        for name, figure in figures.items()
+        if _grouped_matches(figure, {line.key: getattr(line, name) for line in reps})
+    }
+
+
+def _grouped_matches(
+    figure: FigureProvenance, expected: Mapping[int | None, Decimal]
+) -> bool:
+    if not isinstance(figure.value, dict):
+        return False
+    found = {json.loads(key)[0]: Decimal(value) for key, value in figure.value.items()}
+    owners = set(found) | set(expected)
+    return all(found.get(o, Decimal(0)) == expected.get(o, Decimal(0)) for o in owners)
 
 
 def _period_instants(starts_on: dt.date, ends_on: dt.date) -> dict[str, str]:

@@ -67,7 +67,9 @@ def insights_page(page: PageDep, session: SessionDep) -> HTMLResponse:
     values = _empty(level)
     try:
         if page.may("read", forecast.FORECASTS):
-            values |= _forecast_sections(page, session, query_text(params, "period"))
+            values |= _forecast_sections(
+                page, session, query_text(params, "period"), level
+            )
         if page.may("read", HEALTH_RESOURCE):
             values |= _health_section(page, session)
     except WaggleError as error:
@@ -83,21 +85,23 @@ def _empty(level: str) -> dict[str, Any]:
         "error": None,
         "forecast": None,
         "forecast_lineage": {},
+        "rollup_lineage": {},
         "health_count": None,
     }
 
 
 def _forecast_sections(
-    page: PageContext, session: Session, period: str
+    page: PageContext, session: Session, period: str, level: str
 ) -> dict[str, Any]:
     result = forecast.build_forecast(session, page.actor, period or None)
-    lineage = _forecast_lineage(page, session, result)
+    lineage = _forecast_lineage(page, session, result, level)
     replay = forecast.backtest(session, page.actor, count=BACKTEST_MONTHS)
     found = manager.find_anomalies(session, page.actor)
     regions = manager.compare_regions(session, page.actor)
     return {
         "forecast": result,
-        "forecast_lineage": lineage,
+        "forecast_lineage": lineage["headline"],
+        "rollup_lineage": lineage["rollup"],
         "forecast_chart": _forecast_chart(page, result),
         "backtest": replay,
         "backtest_chart": _backtest_chart(page, replay),
@@ -109,16 +113,22 @@ def _forecast_sections(
 
 
 def _forecast_lineage(
-    page: PageContext, session: Session, result: forecast.Forecast
-) -> dict[str, int]:
-    """Return the lineage id of each headline figure that has one.
+    page: PageContext, session: Session, result: forecast.Forecast, level: str
+) -> dict[str, dict[str, int]]:
+    """Return the lineage ids of the headline figures and roll-up columns.
 
     A figure links to its provenance only when the lineage query gives the
-    very value shown (see :func:`forecast_lineage.matching_figures`).
+    very values shown (see :mod:`waggle.insights.forecast_lineage`); the
+    roll-up's columns have one at the rep level, where each line is one
+    owner's records.
     """
+    found: dict[str, dict[str, int]] = {"headline": {}, "rollup": {}}
     if not (page.may("create", "lineage") and page.may("read", "opportunities")):
-        return {}
-    return forecast_lineage.headline_lineage(session, page.actor, result)
+        return found
+    found["headline"] = forecast_lineage.headline_lineage(session, page.actor, result)
+    if level == "rep" and page.may("read", forecast.QUOTAS):
+        found["rollup"] = forecast_lineage.rollup_lineage(session, page.actor, result)
+    return found
 
 
 def _forecast_chart(page: PageContext, result: forecast.Forecast) -> dict[str, Any]:
