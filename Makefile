@@ -9,8 +9,11 @@ ASSETS_STAMP := src/waggle/web/static/vendor/.stamp
 
 install: $(STAMP) $(ASSETS_STAMP)
 
-$(STAMP): pyproject.toml
+# setup.py builds the trackers' C extension: a change to it or its source
+# reinstalls (and rebuilds) too.
+$(STAMP): pyproject.toml setup.py src/waggle/signals/_tracker_native.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	PYTHON=$(BIN)/python bash scripts/ensure-system-packages.sh --build
 	$(BIN)/pip install --quiet --upgrade pip uv
 	# --compile-bytecode as pip does: compiling at import time would raise the
 	# SyntaxWarnings of old packages (jieba), which the tests turn into errors.

@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Install the Debian packages Waggle needs, when they are missing.
+#   --build     what the install compiles with (a C compiler for the
+#               trackers' extension, and Python's headers when missing)
 #   --runtime   only what the server itself needs (OpenMP for LightGBM)
 #   (default)   also what the test suite drives (Chromium, Dovecot)
 set -euo pipefail
 needed=()
-ldconfig -p 2>/dev/null | grep -q 'libgomp\.so\.1' || needed+=(libgomp1)
-if [ "${1:-}" != "--runtime" ]; then
+if [ "${1:-}" = "--build" ]; then
+  command -v cc >/dev/null 2>&1 || needed+=(gcc)
+  python_headers="$(${PYTHON:-python3.11} -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h"
+  test -f "$python_headers" || needed+=(python3-dev)
+else
+  ldconfig -p 2>/dev/null | grep -q 'libgomp\.so\.1' || needed+=(libgomp1)
+fi
+if [ -z "${1:-}" ]; then
   command -v chromium >/dev/null 2>&1 || needed+=(chromium)
   test -x /usr/sbin/dovecot || needed+=(dovecot-imapd)
 fi

@@ -37,6 +37,14 @@ How a message is matched:
    不能跟一下 the price is asked about.
 6. A tracker with ``speaker: customer`` or ``speaker: rep`` only fires for that
    speaker; when the speaker is unknown (``None``) every tracker fires.
+
+Steps 1 to 6 run in C (``_tracker_native.c``, built by the install) when the
+extension is there: the per-message Python overhead was most of the cost. The
+C code also holds a copy of jieba's dictionary and repeats jieba's cut
+without HMM (its dynamic programme over word frequencies) for step 3. The
+Python code below is the reference the C code must agree with, hit for hit,
+and the fallback when the extension is missing or ``WAGGLE_TRACKERS_NATIVE=0``
+is set.
 """
 
 from __future__ import annotations
@@ -71,11 +79,20 @@ from pydantic import (
 from waggle.core.errors import InvalidInput
 from waggle.signals.errors import TrackerDictionaryInvalid
 
+try:
+    from waggle.signals import _tracker_native
+except ImportError as exc:  # a build without a C compiler skips the extension
+    _tracker_native = None  # type: ignore[assignment]  # the Python path serves
+    _NATIVE_MISSING: str | None = str(exc)
+else:
+    _NATIVE_MISSING = None
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_DICTIONARIES = ("default_zh.yaml", "default_en.yaml")
 DEFAULT_NEGATION_WINDOW = 4
 AUTO_WORD_CHECK_MAX_LENGTH = 2
+NATIVE_SWITCH = "WAGGLE_TRACKERS_NATIVE"  # "0": always the pure-Python matcher
 
 _HAN = re.compile(r"[\u3400-\u9fff]")
 _ALL_HAN = re.compile(r"[\u3400-\u9fff]+")
@@ -282,6 +299,7 @@ def default_engine() -> TrackerEngine:
 # --------------------------------------------------------------------------
 # Compilation
 
+# Cue kinds; _tracker_native.c numbers them alike (KIND_EXCLUDE ...).
 _EXCLUDE = 1
 _NEGATE_BEFORE = 2
 _NEGATE_AFTER = 3
@@ -330,20 +348,53 @@ class _TrackerDraft:
     phrase_count: int = 0
 
 
-def compile_trackers(dictionaries: Sequence[TrackerDictionary]) -> TrackerEngine:
+def compile_trackers(
+    dictionaries: Sequence[TrackerDictionary], *, native: bool | None = None
+) -> TrackerEngine:
     """Compile dictionaries into one engine.
+
+    ``native`` picks the matcher: the C one (``True``), the pure-Python one
+    (``False``), or by default the C one unless it is not built or
+    ``WAGGLE_TRACKERS_NATIVE=0``. Both give the same hits.
 
     Raises:
         TrackerDictionaryInvalid: a tracker names an undeclared category, a
             tracker id is reused with another category or speaker, or a phrase
             is empty.
+        ImportError: ``native=True`` and the extension is not built.
     """
     builder = _Builder()
     for dictionary in dictionaries:
         builder.add_categories(dictionary)
     for dictionary in dictionaries:
         builder.add_dictionary(dictionary)
-    return builder.build()
+    return builder.build(native=_wants_native(native))
+
+
+def _wants_native(native: bool | None) -> bool:
+    if native is None:
+        if os.environ.get(NATIVE_SWITCH) == "0":
+            logger.debug(
+                "native tracker matcher switched off", extra={"env": NATIVE_SWITCH}
+            )
+            return False
+        if _tracker_native is None:
+            _log_native_missing()
+            return False
+        return True
+    if native and _tracker_native is None:
+        raise ImportError(
+            f"waggle.signals._tracker_native is not built: {_NATIVE_MISSING}"
+        )
+    return native
+
+
+@functools.cache
+def _log_native_missing() -> None:
+    logger.info(
+        "native tracker matcher not built; using the Python matcher",
+        extra={"reason": _NATIVE_MISSING},
+    )
 
 
 class _Builder:
@@ -453,15 +504,21 @@ class _Builder:
             key.cues.append(entry)
         return folded
 
-    def build(self) -> TrackerEngine:
-        # Two automata: most messages hold no phrase, and for them the pass over
-        # the phrases alone is all the work; cues are looked for only after a hit.
-        phrase_automaton = _automaton(
-            (text, key) for text, key in self.keys.items() if key.phrases
-        )
-        cue_automaton = _automaton(
-            (text, key) for text, key in self.keys.items() if key.cues
-        )
+    def build(self, *, native: bool) -> TrackerEngine:
+        if native:
+            phrase_automaton = cue_automaton = None
+            native_engine = self._native_engine()
+        else:
+            # Two automata: most messages hold no phrase, and for them the pass
+            # over the phrases alone is all the work; cues are looked for only
+            # after a hit.
+            phrase_automaton = _automaton(
+                (text, key) for text, key in self.keys.items() if key.phrases
+            )
+            cue_automaton = _automaton(
+                (text, key) for text, key in self.keys.items() if key.cues
+            )
+            native_engine = None
         infos = tuple(
             TrackerInfo(
                 draft.tracker.id,
@@ -479,6 +536,41 @@ class _Builder:
             trackers=infos,
             fillers=frozenset(self.fillers),
             phrases=tuple(sorted(self.phrases)),
+            native=native_engine,
+        )
+
+    def _native_engine(self) -> _tracker_native.Engine:
+        """Flatten the trackers, keys and entries into the C engine's tables."""
+        index = {tracker_id: i for i, tracker_id in enumerate(self.trackers)}
+        trackers = [
+            (tracker.id, tracker.category, _SPEAKER_CODES[tracker.speaker])
+            for tracker in (draft.tracker for draft in self.trackers.values())
+        ]
+        phrases: list[tuple[int, str, bool]] = []
+        cues: list[tuple[int, int, int]] = []
+        keys = []
+        for text, key in self.keys.items():
+            phrase_ids = tuple(range(len(phrases), len(phrases) + len(key.phrases)))
+            cue_ids = tuple(range(len(cues), len(cues) + len(key.cues)))
+            phrases.extend(
+                (index[entry.tracker.id], entry.phrase, entry.word_check)
+                for entry in key.phrases
+            )
+            cues.extend(
+                (cue.kind, index[cue.tracker.id] if cue.tracker else -1, cue.window)
+                for cue in key.cues
+            )
+            boundaries = (key.left_boundary, key.right_boundary, key.extends_word)
+            keys.append((text, *boundaries, phrase_ids, cue_ids))
+        return _tracker_native.Engine(
+            keys,
+            trackers,
+            phrases,
+            cues,
+            sorted(self.fillers),
+            TrackerHit,
+            (Speaker.REP, Speaker.CUSTOMER),
+            _native_words,
         )
 
 
@@ -554,6 +646,7 @@ class TrackerEngine:
         trackers: tuple[TrackerInfo, ...],
         fillers: frozenset[str],
         phrases: tuple[str, ...],
+        native: _tracker_native.Engine | None = None,
     ):
         self._phrases = phrase_automaton
         self._cues = cue_automaton
@@ -561,6 +654,12 @@ class TrackerEngine:
         self.trackers = trackers
         self.phrases = phrases
         self._fillers = fillers
+        self._native = native
+
+    @property
+    def is_native(self) -> bool:
+        """Whether :meth:`match` runs in C rather than in Python."""
+        return self._native is not None
 
     def match(
         self, text: str, *, speaker: Speaker | str | None = None
@@ -571,6 +670,8 @@ class TrackerEngine:
             InvalidInput: ``speaker`` is not ``rep``, ``customer`` or ``None``.
         """
         who = _SPEAKERS[speaker] if speaker in _SPEAKERS else _speaker(speaker)
+        if self._native is not None:
+            return self._native.match(text, who)
         folded = fold(text)
         phrases = self._phrase_hits(folded, who)
         if not phrases:
@@ -592,7 +693,10 @@ class TrackerEngine:
 
     def warm_up(self) -> None:
         """Load jieba's dictionary now rather than on the first Chinese hit."""
-        _segmenter()
+        if self._native is not None:
+            _native_words()
+        else:
+            _segmenter()
 
 
 def _found(automaton: Any, folded: str) -> list[tuple[int, int, _Key]]:
@@ -619,6 +723,7 @@ def _found(automaton: Any, folded: str) -> list[tuple[int, int, _Key]]:
     return found
 
 
+_SPEAKER_CODES = {None: 0, Speaker.REP: 1, Speaker.CUSTOMER: 2}
 _SPEAKERS: dict[Speaker | str | None, Speaker | None] = {
     None: None,
     **{value: Speaker(value) for value in Speaker},
@@ -814,6 +919,8 @@ class _Segmenter:
     def __init__(self, tokenizer: Any):
         self._tokenizer = tokenizer
         self._frequencies: dict[str, int] = tokenizer.FREQ
+        self._native_index: _tracker_native.WordIndex | None = None
+        self._native_lock = threading.Lock()
         # The longest dictionary word ending (starting) with each character
         # bounds how far before (after) a hit a crossing word can begin (end).
         self._longest_ending: dict[str, int] = {}
@@ -832,6 +939,12 @@ class _Segmenter:
         """Whether jieba segments a word across the start or the end of a hit."""
         if not self._could_cross(text, start, end, clause_start, clause_end):
             return False
+        return self.cuts_across(text, start, end, clause_start, clause_end)
+
+    def cuts_across(
+        self, text: str, start: int, end: int, clause_start: int, clause_end: int
+    ) -> bool:
+        """Whether jieba's cut of the clause puts a word across an edge of the hit."""
         position = clause_start
         for word in self._tokenizer.cut(text[clause_start:clause_end], HMM=False):
             word_start, position = position, position + len(word)
@@ -857,6 +970,16 @@ class _Segmenter:
                     return True
         return False
 
+    def native_index(self) -> _tracker_native.WordIndex:
+        """jieba's dictionary for the C matcher, copied on first use (~20 MB)."""
+        if self._native_index is None:
+            with self._native_lock:
+                if self._native_index is None:
+                    self._native_index = _tracker_native.WordIndex(
+                        self._frequencies, self._tokenizer.total
+                    )
+        return self._native_index
+
 
 _SEGMENTER: _Segmenter | None = None
 _SEGMENTER_LOCK = threading.Lock()
@@ -869,6 +992,10 @@ def _segmenter() -> _Segmenter:
             if _SEGMENTER is None:
                 _SEGMENTER = _Segmenter(_load_jieba())
     return _SEGMENTER
+
+
+def _native_words() -> _tracker_native.WordIndex:
+    return _segmenter().native_index()
 
 
 def _load_jieba() -> Any:
