@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -15,6 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.factories import Org, add_account, add_opportunity, build_org
+from waggle.cli import main
 from waggle.core.db import Base, transaction
 from waggle.core.errors import NotFound
 from waggle.crm.service import ACCOUNTS, CONTACTS, OPPORTUNITIES
@@ -545,3 +547,34 @@ def test_replay_for_a_viewer_without_the_grant_gives_verdicts_only(
     )
     assert (body["changed"], body["hidden_changes"]) == ([], 1)
     assert _numbers(response.text) & data.every_id() == set()
+
+
+# The command line ---------------------------------------------------------------
+
+
+def test_cli_asks_shows_the_provenance_and_replays(
+    monkeypatch: pytest.MonkeyPatch,
+    database_url: str,
+    tmp_path: Path,
+    data: Data,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`waggle governance aggregate ask|provenance|replay` as a director and ops."""
+    monkeypatch.setenv("WAGGLE_DATABASE_URL", database_url)
+    monkeypatch.setenv("WAGGLE_DATA_DIR", str(tmp_path))
+    command = ["governance", "aggregate"]
+
+    by_industry = ["--group-by", "account.industry"]
+    main([*command, "ask", "contacts", *by_industry, "--as", "director_west"])
+    asked = capsys.readouterr().out
+    query_id = str(json.loads(asked)["provenance"]["query_id"])
+    main([*command, "provenance", query_id, "--as", "ops"])
+    shown = json.loads(capsys.readouterr().out)
+    main([*command, "replay", query_id, "--as", "ops"])
+    replayed = json.loads(capsys.readouterr().out)
+
+    assert not _numbers(asked) & data.every_id()
+    assert [group["value"] for group in json.loads(asked)["groups"]] == [6, 5]
+    assert shown["is_intact"] and shown["value_withheld"] is False
+    assert sorted(shown["groups"][0]["record_ids"]) == sorted(data.contacts["制造"])
+    assert replayed["is_reproduced"] is True

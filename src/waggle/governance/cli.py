@@ -29,9 +29,10 @@ Suite = Annotated[str, typer.Option(help="gm (SM2/SM3/SM4) or intl (Ed25519/SHA-
 def register_commands(app: typer.Typer) -> None:
     """Add ``waggle verify`` and ``waggle governance`` to the ``waggle`` command."""
     app.command("verify")(verify)
-    from waggle.governance import lineage_cli
+    from waggle.governance import aggregates_cli, lineage_cli
 
     lineage_cli.register(governance_app)
+    aggregates_cli.register(governance_app)
     app.add_typer(governance_app, name="governance")
     app.add_typer(audit_app, name="audit")
     from waggle.governance.drill_cli import drill

@@ -29,11 +29,17 @@ def register(group: typer.Typer) -> None:
     group.add_typer(lineage_app, name="lineage")
 
 
-def _echo(value: Any) -> None:
+def echo_json(value: Any) -> None:
+    """Print ``value`` as indented JSON, Chinese as it is."""
     typer.echo(json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True))
 
 
-def _filters(pairs: list[str] | None, option: str) -> dict[str, Any]:
+def parse_pairs(pairs: list[str] | None, option: str) -> dict[str, Any]:
+    """Return ``FIELD=VALUE`` options as a dict, JSON values decoded.
+
+    Raises:
+        InvalidInput: a pair without ``=`` or without a field.
+    """
     from waggle.core.errors import InvalidInput
 
     found: dict[str, Any] = {}
@@ -73,15 +79,15 @@ def compute(
     spec = FigureSpec(
         resource=resource,
         measure=measure,
-        filters=_filters(where, "--where"),
+        filters=parse_pairs(where, "--where"),
         group_by=tuple(group_by or ()),
-        part=_filters(part, "--part"),
+        part=parse_pairs(part, "--part"),
     )
     with session_scope() as session:
         actor = resolve_actor(session, as_user)
         figure = compute_figure(session, actor, name=name, spec=spec)
         body = provenance_body(session, actor, figure, is_new=True)
-    _echo(body)
+    echo_json(body)
 
 
 @lineage_app.command("show")
@@ -94,7 +100,7 @@ def show(figure_id: FigureId, as_user: AsUser = None) -> None:
     with session_scope() as session:
         actor = resolve_actor(session, as_user)
         figure = get_figure(session, actor, figure_id)
-        _echo(provenance_body(session, actor, figure))
+        echo_json(provenance_body(session, actor, figure))
 
 
 @lineage_app.command("records")
@@ -104,7 +110,8 @@ def records(figure_id: FigureId, as_user: AsUser = None) -> None:
     from waggle.governance.lineage import drill_down
 
     with session_scope() as session:
-        _echo(drill_down(session, resolve_actor(session, as_user), figure_id).as_dict())
+        found = drill_down(session, resolve_actor(session, as_user), figure_id)
+        echo_json(found.as_dict())
 
 
 @lineage_app.command("replay")
@@ -115,6 +122,6 @@ def replay(figure_id: FigureId, as_user: AsUser = None) -> None:
 
     with session_scope() as session:
         result = replay_figure(session, resolve_actor(session, as_user), figure_id)
-    _echo(result.as_dict())
+    echo_json(result.as_dict())
     if not result.is_reproduced:
         raise typer.Exit(NOT_REPRODUCED_EXIT)
