@@ -10,7 +10,7 @@ ASSETS_STAMP := src/waggle/web/static/vendor/.stamp
 install: $(STAMP) $(ASSETS_STAMP)
 
 # setup.py builds the trackers' C extension: a change to it or its source
-# reinstalls (and rebuilds) too.
+# reinstalls, and pyproject's [tool.uv] cache-keys make uv rebuild it.
 $(STAMP): pyproject.toml setup.py src/waggle/signals/_tracker_native.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	PYTHON=$(BIN)/python bash scripts/ensure-system-packages.sh --build

@@ -7,9 +7,14 @@
 set -euo pipefail
 needed=()
 if [ "${1:-}" = "--build" ]; then
-  command -v cc >/dev/null 2>&1 || needed+=(gcc)
+  command -v cc >/dev/null 2>&1 || needed+=(gcc libc6-dev)
   python_headers="$(${PYTHON:-python3.11} -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h"
   test -f "$python_headers" || needed+=(python3-dev)
+  if [ ${#needed[@]} -gt 0 ] && [ "$(id -u)" != 0 ]; then
+    # The extension is optional: without them the Python matcher serves.
+    echo "warning: not root, not installing ${needed[*]}; the trackers' C extension will not be built" >&2
+    exit 0
+  fi
 else
   ldconfig -p 2>/dev/null | grep -q 'libgomp\.so\.1' || needed+=(libgomp1)
 fi

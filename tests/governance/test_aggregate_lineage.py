@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.factories import Org, add_account, add_opportunity, build_org
 from waggle.cli import main
 from waggle.core.db import Base, transaction
-from waggle.core.errors import NotFound
+from waggle.core.errors import NotFound, PolicyDenied
 from waggle.crm.service import ACCOUNTS, CONTACTS, OPPORTUNITIES
 from waggle.governance import configure_policy
 from waggle.governance.aggregate_lineage import (
@@ -276,10 +276,10 @@ def test_sales_ops_provenance_lists_the_ids_of_each_group(
     assert body["computed_by"]["scope"] == "all"
 
 
-def test_a_viewer_without_the_grant_gets_the_values_withheld(
+def test_only_the_asker_sees_the_values(
     sessions: sessionmaker[Session], data: Data
 ) -> None:
-    """A rep sees only their own ids; a director holding the grant sees values."""
+    """A rep and a director holding the grant get their readable ids, no values."""
     query_id = _ask(sessions, data, "ops", resource="accounts", group_by=["industry"])
 
     by_rep = _provenance(sessions, data, "rep_a1", query_id)
@@ -291,7 +291,8 @@ def test_a_viewer_without_the_grant_gets_the_values_withheld(
     ]
     assert by_rep.is_value_withheld
     assert by_rep.as_dict()["suppressed_groups"] is None
-    assert [g.value for g in by_director.groups] == [6, 5]
+    assert by_director.is_value_withheld
+    assert [g.value for g in by_director.groups] == [None, None]
     assert by_director.groups[0].record_ids == data.owned(
         data.accounts["制造"], "rep_a1", "rep_b1"
     )
@@ -310,22 +311,23 @@ def test_an_equal_scope_over_other_rows_does_not_show_the_values(
     assert (by_peer.is_value_withheld, by_peer.groups[0].value) == (True, None)
 
 
-def test_values_that_would_difference_against_the_viewers_queries_are_withheld(
+def test_reading_anothers_answer_gives_no_way_around_differencing(
     sessions: sessionmaker[Session], data: Data
 ) -> None:
-    """After their split by industry, a director may not see another's total."""
+    """A director who split by industry may not learn the total by reading it.
+
+    15 - 6 - 5 would give the suppressed 零售 group of 4; asking the total is
+    refused, and reading sales ops' total shows no value either.
+    """
     _ask(sessions, data, "director_east", resource="accounts", group_by=["industry"])
     total = _ask(sessions, data, "ops", resource="accounts")
 
-    lineage = _provenance(sessions, data, "director_west", total)
-    differencing = _provenance(sessions, data, "director_east", total)
+    read = _provenance(sessions, data, "director_east", total)
+    with pytest.raises(PolicyDenied):
+        _ask(sessions, data, "director_east", resource="accounts")
 
-    assert [g.value for g in lineage.groups] == [15]
-    # 15 - 6 - 5 would give the suppressed 零售 group of 4.
-    assert (differencing.is_value_withheld, differencing.groups[0].value) == (
-        True,
-        None,
-    )
+    assert (read.is_value_withheld, read.groups[0].value) == (True, None)
+    assert read.groups[0].record_count is None
 
 
 def test_provenance_names_problems_when_the_query_row_is_edited(
@@ -575,6 +577,7 @@ def test_cli_asks_shows_the_provenance_and_replays(
 
     assert not _numbers(asked) & data.every_id()
     assert [group["value"] for group in json.loads(asked)["groups"]] == [6, 5]
-    assert shown["is_intact"] and shown["value_withheld"] is False
+    # Sales ops reads every contact: the ids, but not the director's values.
+    assert shown["is_intact"] and shown["value_withheld"] is True
     assert sorted(shown["groups"][0]["record_ids"]) == sorted(data.contacts["制造"])
     assert replayed["is_reproduced"] is True

@@ -97,6 +97,25 @@ def test_api_refuses_it_admin_and_audits_the_refusal(
     assert denied == ["lineage"]
 
 
+def test_api_takes_a_range_filter(
+    client: TestClient, sessions: sessionmaker[Session], org: Org
+) -> None:
+    """`{"from": ..., "before": ...}` bounds an amount; the replay agrees."""
+    deals = _seed(sessions, org)
+    headers = org.headers("manager_a")
+    body = {**BODY, "filters": {"amount": {"from": 500, "before": "1000.01"}}}
+
+    created = client.post(URL, json=body, headers=headers)
+    replay = client.post(f"{URL}/{created.json()['id']}/replay", headers=headers)
+
+    assert created.status_code == 201
+    assert (created.json()["value"], created.json()["record_ids"]) == (
+        "1000.00",
+        [deals["a1"]],
+    )
+    assert replay.json()["is_reproduced"] is True
+
+
 def test_api_rejects_an_unknown_measure(client: TestClient, org: Org) -> None:
     """A malformed spec is invalid input naming the field."""
     body = {**BODY, "measure": "median:amount"}

@@ -18,6 +18,7 @@ from waggle.governance.lineage import (
     matches,
     replay_figure,
 )
+from waggle.governance.lineage_api import provenance_body
 from waggle.governance.lineage_models import FigureProvenance
 from waggle.insights.forecast import build_forecast
 from waggle.insights.forecast_lineage import (
@@ -163,6 +164,10 @@ def test_expected_amounts_are_rounded_record_by_record():
         ),
         ({"filters": {"amount": {"after": 1}}}, "a range takes from, to and before"),
         ({"filters": {"closed_at": {"from": "soon"}}}, "is not of its type"),
+        ({"filters": {"amount": {"from": "100.005"}}}, "more than 2 decimal places"),
+        ({"filters": {"amount": {"to": "NaN"}}}, "not a finite number"),
+        ({"filters": {"expected_close_on": {"to": "20260105"}}}, "is a number"),
+        ({"filters": {"closed_at": {"before": 20260105}}}, "is a number"),
         ({"measure": "sum:amount", "scores": {"1": "0.5"}}, "only an expected amount"),
         (
             {"measure": "expected:amount:stage_id", "scores": {"1": "1.5"}},
@@ -217,3 +222,20 @@ def test_a_grouped_figure_that_misses_an_owner_does_not_match(sessions, org):
 
     assert "commit" not in ids
     assert "best_case" in ids
+
+
+def test_other_viewers_see_only_the_scores_of_records_they_may_read(sessions, org):
+    """A rep reading sales ops' weighted figure learns no other deal's score."""
+    ids = _seed_quarter(sessions, org)
+    ops, rep = org.actors["ops"], org.actors["rep_a1"]
+    with transaction(sessions) as session:
+        result = build_forecast(session, ops, "2026-Q1", as_of=AS_OF)
+        weighted = forecast_figures(session, ops, result)["weighted"]
+    with transaction(sessions) as session:
+        figure = session.get_one(FigureProvenance, weighted.id)
+        for_rep = provenance_body(session, rep, figure)
+        for_ops = provenance_body(session, ops, figure)
+
+    assert for_ops["spec"]["scores"] == {str(ids["a2_scored"]): "0.35"}
+    assert (for_rep["spec"]["scores"], for_rep["spec"]["scores_withheld"]) == ({}, 1)
+    assert for_rep["value"] is None

@@ -13,6 +13,7 @@ from tests.factories import PASSWORD, Org, add_account, add_opportunity
 from waggle.core.db import transaction
 from waggle.crm.models import Pipeline, PipelineStage
 from waggle.crm.service import ACTIVITIES, CONTACTS
+from waggle.governance.catalogue import classify_field
 from waggle.governance.records import create_record
 
 LOGIN_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -124,3 +125,15 @@ def pipeline_form(sessions: sessionmaker[Session], token: str) -> dict[str, Any]
                 prefix + "required": list(stage.required_fields),
             }
         return form
+
+
+def classify_amounts(sessions: sessionmaker[Session], org: Org) -> None:
+    """Have the data owner grade opportunity amounts confidential."""
+    with transaction(sessions) as session:
+        classify_field(
+            session,
+            org.actors["owner"],
+            "opportunities",
+            "amount",
+            changes={"grade": "confidential"},
+        )

@@ -8,7 +8,7 @@ import re
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.web.helpers import log_in
+from tests.web.helpers import classify_amounts, log_in
 from waggle.core.db import transaction
 from waggle.crm.models import Opportunity
 from waggle.insights.customer_health import store_customer_health
@@ -199,3 +199,19 @@ def test_rep_level_rollup_columns_link_to_grouped_lineage(
     assert shown is not None
     # One weighted amount per owner: 1,250,000 and 300,000 at 10%.
     assert sorted(re.findall(r"\d+\.\d\d", shown[1])) == ["125000.00", "30000.00"]
+
+
+def test_the_forecast_stays_when_its_lineage_cannot_be_computed(
+    client: TestClient, sessions, deals, org
+):
+    """With amounts classified confidential the figures show, without links."""
+    _expect_close(sessions, deals["deal_a1"], deals["deal_a2"])
+    classify_amounts(sessions, org)
+    log_in(client, "manager_a")
+
+    page = client.get(PAGE)
+
+    assert page.status_code == 200
+    assert 'id="weighted-total">¥15.5万<' in page.text
+    assert "/lineage/" not in page.text
+    assert 'role="alert"' not in page.text

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.factories import Org
-from tests.web.helpers import log_in
+from tests.web.helpers import classify_amounts, log_in
 from waggle.core.db import transaction
 from waggle.crm.service import OPPORTUNITIES
 from waggle.governance.lineage import FigureSpec, compute_figure
@@ -186,3 +186,18 @@ def test_viewing_the_page_is_audited(
         ).all()
     assert ("lineage", [str(figure_id)]) in [tuple(row) for row in rows]
     assert ("opportunities", [str(deals["deal_a1"])]) in [tuple(row) for row in rows]
+
+
+def test_dashboard_shows_its_figures_without_links_once_amounts_are_classified(
+    client: TestClient, sessions: sessionmaker[Session], org: Org, deals: dict[str, int]
+) -> None:
+    """Lineage takes unclassified fields only; the figures stay, the links go."""
+    classify_amounts(sessions, org)
+    log_in(client, "manager_a")
+
+    html = client.get("/").text
+
+    assert "¥155.0万" in html  # the weighted amount, as with its lineage
+    assert 'data-figure="' not in html
+    chart = re.search(r'id="stage-chart-data">([^<]+)<', html)
+    assert chart is not None and json.loads(chart[1])["counts"][0] == 2

@@ -6,8 +6,9 @@ evidence for the differencing check and for replay, not something to show:
 an aggregate-only viewer was never granted a single row. So
 :func:`aggregate_provenance` lists a group's ids only as far as the viewer
 may read them under the resource's ordinary read policy (the others are
-counted), and shows the groups' keys, values and sizes only to the asker or
-to a viewer holding the same aggregate grant over at least the same rows.
+counted), and shows the groups' keys, values and sizes only to the asker:
+an answer read by anyone else would escape the differencing check of their
+own queries.
 
 :func:`replay_aggregate` rebuilds the rows as they were when the query was
 answered, undoing the field edits made since (also those of referenced
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from itertools import zip_longest
 from typing import Any
 
-from sqlalchemy import ColumnElement, false, func, select, true
+from sqlalchemy import ColumnElement, false, select, true
 from sqlalchemy.orm import Session
 
 from waggle.core.actor import Actor
@@ -32,38 +33,32 @@ from waggle.core.db import Base
 from waggle.core.errors import NotFound
 from waggle.governance.aggregates import (
     REFERENCES,
-    AggregateGrant,
-    AggregateRules,
     Row,
     aggregate_provenance_digest,
-    aggregate_scope,
     aggregate_values_digest,
-    differencing_conflict,
     fetch_rows,
     group_rows,
     measure_group,
     provenance_audit_detail,
     query_dimensions,
-    recent_queries,
 )
 from waggle.governance.guard import (
     active_policy,
     authorize,
     record_audit,
     row_filter,
-    visible_owner_ids,
 )
-from waggle.governance.lineage import RESOURCE as LINEAGE
 from waggle.governance.lineage import (
+    OWNER_COLUMN,
+    OWNER_COLUMNS,
     later_edits,
     model_for,
     stored_provenance_problems,
 )
+from waggle.governance.lineage import RESOURCE as LINEAGE
 from waggle.governance.lineage_models import decode_value, plain_value
 from waggle.governance.models import AggregateQuery
-from waggle.governance.policy import SCOPE_ORDER
 
-OWNER_COLUMN = "owner_id"
 _CHUNK = 500
 
 
@@ -93,72 +88,17 @@ def check_aggregate_provenance(session: Session, query: AggregateQuery) -> list[
     )
 
 
-def values_visible(session: Session, actor: Actor, query: AggregateQuery) -> bool:
+def values_visible(actor: Actor, query: AggregateQuery) -> bool:
     """Return whether ``actor`` may see the query's groups: keys, values, sizes.
 
-    Yes for whoever asked it. Anyone else must hold the resource's aggregate
-    grant today with a scope at least as wide as the asker's that covers
-    every row behind the answer (equal scope names of narrower scopes name
-    other rows), and the answer must not difference against one of their own
-    recent queries: they could then ask it themselves and be answered.
+    Only whoever asked it. An answer shown to anyone else would not enter
+    their own query history, so they could ask a query differing from it by
+    fewer than k rows and be answered: the differencing defence holds only if
+    every released answer is one its reader asked.
     """
-    if _is_asker(actor, query):
-        return True
-    rules = active_policy().aggregates or AggregateRules()
-    grant = rules.resources.get(query.resource)
-    if grant is None or not actor.roles & set(grant.roles):
-        return False
-    scope = aggregate_scope(grant, actor)
-    if query.scope not in SCOPE_ORDER or (
-        SCOPE_ORDER.index(scope) < SCOPE_ORDER.index(query.scope)
-    ):
-        return False
-    if scope != "all" and not _covers(session, actor, query, grant, scope):
-        return False
-    return not _would_difference(session, actor, query, rules)
-
-
-def _is_asker(actor: Actor, query: AggregateQuery) -> bool:
     if actor.user_id is not None:
         return actor.user_id == query.user_id
     return actor.username == query.username  # Waggle's own jobs, by name
-
-
-def _covers(
-    session: Session,
-    actor: Actor,
-    query: AggregateQuery,
-    grant: AggregateGrant,
-    scope: str,
-) -> bool:
-    table = Base.metadata.tables[query.resource]
-    owners = sorted(visible_owner_ids(session, actor, scope))
-    ids = _all_ids(query)
-    found = 0
-    for chunk in _chunks(ids):
-        found += (
-            session.scalar(
-                select(func.count())
-                .select_from(table)
-                .where(table.c.id.in_(chunk), table.c[grant.owner_column].in_(owners))
-            )
-            or 0
-        )
-    return found == len(ids)
-
-
-def _would_difference(
-    session: Session, actor: Actor, query: AggregateQuery, rules: AggregateRules
-) -> bool:
-    groups = [frozenset(group) for group in query.groups]
-    return any(
-        differencing_conflict(
-            groups,
-            [frozenset(group) for group in earlier.groups],
-            k=rules.min_group_size,
-        )
-        for earlier in recent_queries(session, actor, query.resource, rules.history)
-    )
 
 
 def readable_ids(session: Session, actor: Actor, query: AggregateQuery) -> set[int]:
@@ -188,7 +128,8 @@ def _read_condition(
     model = model_for(resource)
     if model is None:
         return false()  # an owned resource without a model: show nothing
-    return row_filter(session, actor, scope, getattr(model, OWNER_COLUMN))
+    owner = OWNER_COLUMNS.get(resource, OWNER_COLUMN)  # events: their actor
+    return row_filter(session, actor, scope, getattr(model, owner))
 
 
 def _all_ids(query: AggregateQuery) -> list[int]:
@@ -277,7 +218,7 @@ def aggregate_provenance(
     query = _load(session, actor, query_id)
     problems = check_aggregate_provenance(session, query)
     readable = readable_ids(session, actor, query)
-    shown = values_visible(session, actor, query)
+    shown = values_visible(actor, query)
     groups = [
         _group_provenance(members or [], answer, readable, is_shown=shown)
         for members, answer in zip_longest(query.groups, query.result)
@@ -518,7 +459,7 @@ def replay_aggregate(session: Session, actor: Actor, query_id: int) -> Aggregate
     is_matched = (
         aggregate_values_digest(query.measure, dims, then.groups) == query.values_digest
     )
-    shown = values_visible(session, actor, query)
+    shown = values_visible(actor, query)
     groups = _replayed_groups(query, then.groups, is_shown=shown)
     is_reproduced = (
         not problems and is_matched and all(group.is_reproduced for group in groups)

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,13 +171,21 @@ class KeyStore:
         return self.root / f"{name}{suffix}"
 
     def _write_new(self, path: Path, content: bytes, *, mode: int) -> None:
+        # Written whole under a temporary name, then linked into place: a
+        # process reading the key at the same moment finds no file or all of it.
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(content)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.link(draft, path)
         except FileExistsError:
             raise Conflict(f"key file {path} already exists") from None
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(content)
+        finally:
+            draft.unlink(missing_ok=True)
 
     def _read_private(self, path: Path) -> bytes:
         try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -45,7 +46,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from waggle.core.actor import Actor
 from waggle.core.clock import now
-from waggle.core.db import Base
+from waggle.core.db import Base, Money
 from waggle.core.errors import InvalidInput, NotFound
 from waggle.governance.catalogue import active_catalogue
 from waggle.governance.chain import GENESIS_HASH, HEAD_ID
@@ -308,11 +309,12 @@ def _typed_bounds(column: Column[Any], bounds: Mapping[str, Any]) -> dict[str, A
     stored_as = getattr(column_type, "impl_instance", column_type)
     convert: Any
     if isinstance(stored_as, DateTime):
-        convert = _instant
+        convert = _instant_bound
     elif isinstance(stored_as, Date):
-        convert = lambda value: dt.date.fromisoformat(str(value))  # noqa: E731
+        convert = _date_bound
     elif isinstance(stored_as, Integer | Numeric):
-        convert = lambda value: Decimal(str(value))  # noqa: E731
+        places = 2 if isinstance(column_type, Money) else None
+        convert = functools.partial(_number_bound, places=places)
     else:
         raise InvalidInput(
             f"figure spec: {column.table.name}.{column.name} takes no range; ranges "
@@ -324,6 +326,45 @@ def _typed_bounds(column: Column[Any], bounds: Mapping[str, Any]) -> dict[str, A
         raise InvalidInput(
             f"figure spec: a bound of {column.name} is not of its type ({exc})"
         ) from exc
+
+
+# A bound is checked against its column's type here, where the database's
+# comparison and the replay's (:func:`_within`, which reads numbers, dates
+# and instants from their text) must agree: numbers finite and, on amounts,
+# whole cents; dates and instants in ISO form with dashes, never a bare
+# number such as 20260105.
+
+
+def _number_bound(value: Any, *, places: int | None) -> Decimal:
+    number = Decimal(str(value))
+    if not number.is_finite():
+        raise ValueError(f"{value!r} is not a finite number")
+    if places is not None and number != number.quantize(Decimal(1).scaleb(-places)):
+        raise ValueError(f"{value!r} has more than {places} decimal places")
+    return number
+
+
+def _date_bound(value: Any) -> dt.date:
+    return dt.date.fromisoformat(_iso_text(value))
+
+
+def _instant_bound(value: Any) -> dt.datetime:
+    return _instant(_iso_text(value))
+
+
+def _iso_text(value: Any) -> str:
+    text = str(value)
+    if isinstance(value, int | float) or _is_number(text):
+        raise ValueError(f"{value!r} is a number; write dates as 2026-01-31")
+    return text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        Decimal(text)
+    except ArithmeticError:
+        return False
+    return True
 
 
 def _instant(value: Any) -> dt.datetime:
@@ -410,7 +451,7 @@ def _within(actual: Plain, bounds: Mapping[str, Any]) -> bool:
             and ("to" not in bounds or value <= _ordinal(bounds["to"]))
             and ("before" not in bounds or value < _ordinal(bounds["before"]))
         )
-    except (TypeError, ValueError):  # a number against a date: never within
+    except (TypeError, ValueError, ArithmeticError):  # a number against a date
         return False
 
 
@@ -844,6 +885,25 @@ def readable_record_ids(
     return found
 
 
+def spec_for_viewer(
+    figure: FigureProvenance, readable: Sequence[int], *, is_value_shown: bool
+) -> dict[str, Any]:
+    """Return the figure's spec as ``actor`` may see it.
+
+    An expected amount's spec holds a model score per record; a viewer who
+    may not see the value sees only the scores of the records they may read
+    (``readable``), and how many were left out.
+    """
+    spec = dict(figure.spec)
+    scores = spec.get("scores")
+    if is_value_shown or not scores:
+        return spec
+    allowed = {str(record_id) for record_id in readable}
+    spec["scores"] = {rid: p for rid, p in scores.items() if rid in allowed}
+    spec["scores_withheld"] = len(scores) - len(spec["scores"])
+    return spec
+
+
 def check_provenance(session: Session, figure: FigureProvenance) -> list[str]:
     """Return what is wrong with a stored provenance (empty when intact).
 
@@ -1263,6 +1323,7 @@ __all__ = [
     "readable_record_ids",
     "reconstruct",
     "replay_figure",
+    "spec_for_viewer",
     "stored_provenance_problems",
     "value_visible",
 ]

@@ -24,6 +24,7 @@ from waggle.governance.lineage import (
     get_figure,
     readable_record_ids,
     replay_figure,
+    spec_for_viewer,
     value_visible,
 )
 from waggle.governance.lineage_models import FigureProvenance, plain_value
@@ -31,6 +32,8 @@ from waggle.governance.lineage_models import FigureProvenance, plain_value
 TAG = "lineage"
 
 Scalar = str | int | bool | None
+# A range: {"from": a, "to": b, "before": c} over numbers, dates, instants.
+Bounds = dict[str, str | int | float]
 
 
 class FigureRequest(BaseModel):
@@ -41,10 +44,11 @@ class FigureRequest(BaseModel):
     name: str = Field(min_length=1, max_length=120)
     resource: str
     measure: str = "count"
-    filters: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
+    filters: dict[str, Scalar | list[Scalar] | Bounds] = Field(default_factory=dict)
     group_by: list[str] = Field(default_factory=list)
-    part: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
+    part: dict[str, Scalar | list[Scalar] | Bounds] = Field(default_factory=dict)
     weights: dict[str, int] = Field(default_factory=dict)
+    scores: dict[str, str] = Field(default_factory=dict)
     places: int = 2
 
 
@@ -66,7 +70,7 @@ def provenance_body(
         "name": figure.name,
         "value": figure.value if shown else None,
         "value_withheld": not shown,
-        "spec": figure.spec,
+        "spec": spec_for_viewer(figure, readable, is_value_shown=shown),
         "computed_at": plain_value(figure.computed_at),
         "computed_by": {
             "user_id": figure.user_id,

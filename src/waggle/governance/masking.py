@@ -131,11 +131,12 @@ def configure_masking_key(settings: Settings | None) -> None:
     """Key the ``hash`` mask with the instance's masking key (``None``: forget it).
 
     The key is a secret key of the instance's suite, used for nothing else:
-    ``<data_dir>/keys/masking-hash-<suite>.secret.json``, created on first use
-    and read again on every call. Rotating it (replacing or removing that file;
-    a missing key is made anew) takes effect at the next call and changes every
-    hash: values masked before and after no longer match, so joins across the
-    rotation break.
+    ``<data_dir>/keys/masking-hash-<suite>.secret.json``, created on first use.
+    The app reads it once when it starts, the CLI once per command. Rotating
+    it (replacing or removing that file; a missing key is made anew) takes
+    effect in each process when it next starts, so restart every server
+    process; it changes every hash: values masked before and after no longer
+    match, so joins across the rotation break.
 
     Raises:
         InvalidInput: the key file is readable by others or malformed.

@@ -206,7 +206,7 @@ class AggregateQuery(Base):
     asked_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=now)
 
     __table_args__ = (
-        Index("ix_aggregate_queries_user_resource", "username", "resource"),
+        Index("ix_aggregate_queries_user_resource", "username", "resource", "id"),
     )
 
 

@@ -22,6 +22,14 @@
 #include <Python.h>
 #include <structmember.h>
 
+/* Folding calls CPython's own case functions (_PyUnicode_ToLowerFull,
+ * _PyUnicode_IsCased, _PyUnicode_IsCaseIgnorable) so that it lowers exactly
+ * as str.lower() does; 3.13 made them internal. Refuse to build there: the
+ * extension is optional, so the pure-Python matcher serves. */
+#if PY_VERSION_HEX >= 0x030D0000
+#error "_tracker_native needs CPython 3.11 or 3.12"
+#endif
+
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -1658,6 +1666,9 @@ typedef struct {
     Py_UCS4 *folded;
     Py_ssize_t length;
     Spans phrases, cues, clauses, sentences;
+    /* How many cues of each kind were found (counted in resolve): the
+     * scans for exclusions and exceptions are skipped when there are none. */
+    Py_ssize_t kind_counts[KIND_QUESTION_EXCEPTION + 1];
     Py_UCS4 inline_folded[INLINE_CHARACTERS];
 } Match;
 
@@ -1817,6 +1828,9 @@ cancel_covered(Match *match, int kind, int exception)
     Span *cues = match->cues.items;
     Py_ssize_t count = match->cues.length;
 
+    if (match->kind_counts[exception] == 0) {
+        return; /* as _uncovered: nothing to cancel */
+    }
     for (Py_ssize_t i = 0; i < count; i++) {
         if (entries[cues[i].entry].kind != kind) {
             continue;
@@ -1870,7 +1884,8 @@ stands(Match *match, const Span *found)
     WordIndexObject *words;
     int splits;
 
-    for (Py_ssize_t i = 0; i < match->cues.length; i++) {
+    for (Py_ssize_t i = 0; match->kind_counts[KIND_EXCLUDE] && i < match->cues.length;
+         i++) {
         const Span *cue = &match->cues.items[i];
         const CueEntry *cue_entry = &self->cues[cue->entry];
         if (cue_entry->kind == KIND_EXCLUDE && cue_entry->tracker == entry->tracker &&
@@ -2064,6 +2079,10 @@ resolve(Match *match)
     if (find_breaks(match, 1, &match->clauses) < 0 ||
         find_breaks(match, 0, &match->sentences) < 0) {
         return NULL;
+    }
+    memset(match->kind_counts, 0, sizeof(match->kind_counts));
+    for (Py_ssize_t i = 0; i < match->cues.length; i++) {
+        match->kind_counts[self->cues[match->cues.items[i].entry].kind]++;
     }
     cancel_covered(match, KIND_NEGATE_BEFORE, KIND_NEGATION_EXCEPTION);
     cancel_covered(match, KIND_NEGATE_AFTER, KIND_NEGATION_EXCEPTION);

@@ -4,29 +4,37 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter
+from sqlalchemy.orm import Session
 from starlette.responses import HTMLResponse
 
 from waggle.apikit import SessionDep
 from waggle.core.clock import now
-from waggle.crm.models import Pipeline
+from waggle.core.errors import InvalidInput
+from waggle.crm.models import Pipeline, PipelineStage
 from waggle.crm.service import ACCOUNTS, OPPORTUNITIES
 from waggle.governance.lineage_models import FigureProvenance
 from waggle.governance.records import list_records
 from waggle.identity.orgchart import EMPLOYEES
 from waggle.signals.ingest import RESOURCE as EVENTS
+from waggle.signals.service import captured_share
 from waggle.web.context import PageContext, PageDep
-from waggle.web.lineage_pages import dashboard_figures
+from waggle.web.lineage_pages import CAPTURE_WINDOW, dashboard_figures
 from waggle.web.queries import (
     StageTotal,
+    count_visible,
     names_by_id,
     readable_pipelines,
     stage_index,
+    stage_totals,
 )
+
+logger = logging.getLogger(__name__)
 
 CLOSING_SOON = 8
 
@@ -68,25 +76,15 @@ def dashboard(page: PageDep, session: SessionDep) -> HTMLResponse:
         sort="expected_close_on",
         limit=CLOSING_SOON,
     ).items
-    # Each headline figure is computed with its provenance (lineage) and
-    # links to its drill-down page.
-    computed = dashboard_figures(
-        session,
-        page.actor,
-        pipeline,
-        with_accounts=page.may("read", "accounts"),
-        capture_until=_capture_until() if page.may("read", EVENTS) else None,
-    )
+    headline = _headline(page, session, pipeline)
     return page.render(
         "dashboard.html",
         pipeline=pipeline,
-        figures=_figures(computed),
-        lineage={name: figure.id for name, figure in computed.items()},
-        account_count=(
-            int(computed["accounts"].value) if "accounts" in computed else None
-        ),
-        captured_percent=_percent(computed.get("captured_share")),
-        chart=_chart(page, pipeline, _stage_totals(computed)),
+        figures=headline.figures,
+        lineage=headline.lineage,
+        account_count=headline.account_count,
+        captured_percent=headline.captured_percent,
+        chart=_chart(page, pipeline, headline.stage_totals),
         closing=closing,
         accounts=names_by_id(
             session, page.actor, ACCOUNTS, (o.account_id for o in closing)
@@ -94,6 +92,107 @@ def dashboard(page: PageDep, session: SessionDep) -> HTMLResponse:
         owners=names_by_id(
             session, page.actor, EMPLOYEES, (o.owner_id for o in closing)
         ),
+    )
+
+
+@dataclass(frozen=True)
+class Headline:
+    """What the page shows above the chart, and the lineage id of each figure."""
+
+    figures: Figures
+    stage_totals: dict[int, StageTotal]
+    account_count: int | None
+    captured_percent: int | None
+    lineage: dict[str, int]
+
+
+def _headline(page: PageContext, session: Session, pipeline: Pipeline) -> Headline:
+    """Compute the headline figures with their provenance (lineage).
+
+    Lineage takes unclassified fields only: when a data owner classifies one
+    the figures use (say, the amount), they are computed as before lineage,
+    without links, rather than failing the page.
+    """
+    with_accounts = page.may("read", "accounts")
+    capture_until = _capture_until() if page.may("read", EVENTS) else None
+    try:
+        with session.begin_nested():
+            computed = dashboard_figures(
+                session,
+                page.actor,
+                pipeline,
+                with_accounts=with_accounts,
+                capture_until=capture_until,
+            )
+    except InvalidInput as error:
+        logger.warning(
+            "dashboard lineage not computed",
+            extra={"code": error.code, "reason": str(error)},
+        )
+        return _headline_without_lineage(
+            page, session, pipeline, with_accounts, capture_until
+        )
+    return Headline(
+        figures=_figures(computed),
+        stage_totals=_stage_totals(computed),
+        account_count=(
+            int(computed["accounts"].value) if "accounts" in computed else None
+        ),
+        captured_percent=_percent(computed.get("captured_share")),
+        lineage={name: figure.id for name, figure in computed.items()},
+    )
+
+
+def _headline_without_lineage(
+    page: PageContext,
+    session: Session,
+    pipeline: Pipeline,
+    with_accounts: bool,
+    capture_until: dt.datetime | None,
+) -> Headline:
+    totals = stage_totals(session, page.actor, pipeline_id=pipeline.id)
+    zero = StageTotal(count=0, amount=Decimal("0.00"))
+
+    def total(stages: list[PipelineStage]) -> StageTotal:
+        found = [totals.get(stage.id, zero) for stage in stages]
+        return StageTotal(
+            count=sum(t.count for t in found),
+            amount=sum((t.amount for t in found), Decimal("0.00")),
+        )
+
+    open_stages = [s for s in pipeline.stages if not (s.is_won or s.is_lost)]
+    weighted = sum(
+        (totals.get(s.id, zero).amount * s.probability / 100 for s in open_stages),
+        Decimal("0.00"),
+    )
+    opened = total(open_stages)
+    won = total([s for s in pipeline.stages if s.is_won])
+    figures = Figures(
+        open_count=opened.count,
+        open_amount=opened.amount,
+        weighted_amount=weighted.quantize(Decimal("0.01")),
+        won_count=won.count,
+        won_amount=won.amount,
+        lost_count=total([s for s in pipeline.stages if s.is_lost]).count,
+    )
+    share = (
+        captured_share(
+            session,
+            page.actor,
+            since=capture_until - CAPTURE_WINDOW,
+            until=capture_until,
+        )
+        if capture_until is not None
+        else None
+    )
+    return Headline(
+        figures=figures,
+        stage_totals=totals,
+        account_count=(
+            count_visible(session, page.actor, ACCOUNTS) if with_accounts else None
+        ),
+        captured_percent=None if share is None else round(100 * share),
+        lineage={},
     )
 
 

@@ -13,6 +13,7 @@ champion/challenger report, and promotion requests and their approval.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -46,6 +47,8 @@ from waggle.web.context import (
     describe_error,
     query_text,
 )
+
+logger = logging.getLogger(__name__)
 
 LEVELS = ("rep", "team", "region")
 BACKTEST_MONTHS = 12
@@ -125,9 +128,23 @@ def _forecast_lineage(
     found: dict[str, dict[str, int]] = {"headline": {}, "rollup": {}}
     if not (page.may("create", "lineage") and page.may("read", "opportunities")):
         return found
-    found["headline"] = forecast_lineage.headline_lineage(session, page.actor, result)
-    if level == "rep" and page.may("read", forecast.QUOTAS):
-        found["rollup"] = forecast_lineage.rollup_lineage(session, page.actor, result)
+    try:
+        with session.begin_nested():  # a refused lineage leaves the page as it is
+            found["headline"] = forecast_lineage.headline_lineage(
+                session, page.actor, result
+            )
+            if level == "rep" and page.may("read", forecast.QUOTAS):
+                found["rollup"] = forecast_lineage.rollup_lineage(
+                    session, page.actor, result
+                )
+    except WaggleError as error:
+        # A field the figures use was classified since, for one: the forecast
+        # is still shown, its figures without lineage links.
+        logger.warning(
+            "forecast lineage not computed",
+            extra={"code": error.code, "reason": str(error)},
+        )
+        return {"headline": {}, "rollup": {}}
     return found
 
 

@@ -28,6 +28,7 @@ from waggle.governance.lineage import (
     compute_figures,
     drill_down,
     replay_figure,
+    spec_for_viewer,
     value_visible,
 )
 from waggle.governance.lineage_models import FigureProvenance
@@ -53,13 +54,16 @@ def lineage_page(figure_id: int, page: PageDep, session: SessionDep) -> HTMLResp
     """Show a figure's provenance and source records with their field edits."""
     drill = drill_down(session, page.actor, figure_id)
     figure = drill.figure
+    is_shown = _is_value_shown(session, page, drill)
+    readable = [record.record_id for record in drill.records]
+    spec = spec_for_viewer(figure, readable, is_value_shown=is_shown)
     return page.render(
         "lineage.html",
         figure=figure,
-        figure_value=figure.value if _is_value_shown(session, page, drill) else None,
+        figure_value=figure.value if is_shown else None,
         drill=drill,
         problems=check_provenance(session, figure),
-        spec_json=json.dumps(figure.spec, ensure_ascii=False, sort_keys=True),
+        spec_json=json.dumps(spec, ensure_ascii=False, sort_keys=True),
         shown=shown_value,
     )
 

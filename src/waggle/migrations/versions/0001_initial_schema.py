@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 05:39:03.530257
+Create Date: 2026-12-04 06:31:15.051466
 """
 
 from collections.abc import Sequence
@@ -51,7 +51,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("aggregate_queries", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_aggregate_queries_user_resource", ["username", "resource"], unique=False
+            "ix_aggregate_queries_user_resource",
+            ["username", "resource", "id"],
+            unique=False,
         )
 
     op.create_table(
