@@ -671,6 +671,9 @@ def compute_figures(
         _check_spec(spec)
     position = chain_position(session)
     reads: dict[str, tuple[str, list[Row]]] = {}
+    # Figures reading the same records and fields (a sum and its weighted
+    # sum) share the narrowed rows and their digest.
+    narrowed: dict[tuple[str, tuple[str, ...]], tuple[list[Row], str]] = {}
     figures: dict[str, FigureProvenance] = {}
     for name, spec in specs.items():
         key = _read_key(spec)
@@ -679,9 +682,22 @@ def compute_figures(
             reads[key] = _read(session, actor, spec, sharing)
         scope, wide = reads[key]
         fields = spec.fields()
-        rows = [(rid, {f: v[f] for f in fields}) for rid, v in wide]
+        if (key, fields) not in narrowed:
+            is_whole = not wide or len(wide[0][1]) == len(fields)  # read no more
+            rows = (
+                wide if is_whole else [(r, {f: v[f] for f in fields}) for r, v in wide]
+            )
+            narrowed[(key, fields)] = (rows, values_digest(spec, rows))
+        rows, digest = narrowed[(key, fields)]
         fresh = _record_figure(
-            session, actor, name, spec, scope=scope, rows=rows, position=position
+            session,
+            actor,
+            name,
+            spec,
+            scope=scope,
+            rows=rows,
+            digest=digest,
+            position=position,
         )
         figure = (_identical(session, fresh) if reuse else None) or fresh
         if figure is fresh:
@@ -738,6 +754,7 @@ def _record_figure(
     *,
     scope: str,
     rows: Sequence[Row],
+    digest: str,
     position: ChainPosition,
 ) -> FigureProvenance:
     policy = active_policy()
@@ -758,7 +775,7 @@ def _record_figure(
         checkpoint_id=checkpoint.id if checkpoint else None,
         checkpoint_seq=checkpoint.seq_to if checkpoint else None,
         record_ids=[record_id for record_id, _values in rows],
-        values_digest=values_digest(spec, rows),
+        values_digest=digest,
         edit_seq=position.edit_seq,
         computed_at=now(),
     )

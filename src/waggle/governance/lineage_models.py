@@ -121,9 +121,14 @@ class FieldEdit(Base):
 # Values as lineage hashes and stores them ----------------------------------------
 
 
+_JSON_SCALARS = frozenset({int, str, bool, float})
+
+
 def plain_value(value: Any) -> Any:
     """Return ``value`` as a JSON scalar: amounts and times as canonical text."""
-    if isinstance(value, bool) or value is None:
+    if value is None or type(value) in _JSON_SCALARS:  # most values, at once
+        return value
+    if isinstance(value, bool):
         return value
     if isinstance(value, Decimal):
         return str(value)
