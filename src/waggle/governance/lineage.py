@@ -667,8 +667,13 @@ def compute_figures(
         PolicyDenied, InvalidInput: as for :func:`compute_figure`.
     """
     authorize(session, actor, "create", RESOURCE)
+    # Every spec is checked, and every resource authorised, before anything
+    # is stored: a refusal leaves the transaction as it was.
     for spec in specs.values():
         _check_spec(spec)
+        _source(session, spec)
+    for resource in sorted({spec.resource for spec in specs.values()}):
+        authorize(session, actor, "read", resource)
     position = chain_position(session)
     reads: dict[str, tuple[str, list[Row]]] = {}
     # Figures reading the same records and fields (a sum and its weighted

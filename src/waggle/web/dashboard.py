@@ -115,15 +115,14 @@ def _headline(page: PageContext, session: Session, pipeline: Pipeline) -> Headli
     """
     with_accounts = page.may("read", "accounts")
     capture_until = _capture_until() if page.may("read", EVENTS) else None
-    try:
-        with session.begin_nested():
-            computed = dashboard_figures(
-                session,
-                page.actor,
-                pipeline,
-                with_accounts=with_accounts,
-                capture_until=capture_until,
-            )
+    try:  # a refused spec stores nothing (see compute_figures)
+        computed = dashboard_figures(
+            session,
+            page.actor,
+            pipeline,
+            with_accounts=with_accounts,
+            capture_until=capture_until,
+        )
     except InvalidInput as error:
         logger.warning(
             "dashboard lineage not computed",

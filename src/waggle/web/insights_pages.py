@@ -128,23 +128,22 @@ def _forecast_lineage(
     found: dict[str, dict[str, int]] = {"headline": {}, "rollup": {}}
     if not (page.may("create", "lineage") and page.may("read", "opportunities")):
         return found
-    try:
-        with session.begin_nested():  # a refused lineage leaves the page as it is
-            found["headline"] = forecast_lineage.headline_lineage(
+    try:  # a refused spec stores nothing (see lineage.compute_figures)
+        found["headline"] = forecast_lineage.headline_lineage(
+            session, page.actor, result
+        )
+        if level == "rep" and page.may("read", forecast.QUOTAS):
+            found["rollup"] = forecast_lineage.rollup_lineage(
                 session, page.actor, result
             )
-            if level == "rep" and page.may("read", forecast.QUOTAS):
-                found["rollup"] = forecast_lineage.rollup_lineage(
-                    session, page.actor, result
-                )
-    except WaggleError as error:
+    except InvalidInput as error:
         # A field the figures use was classified since, for one: the forecast
-        # is still shown, its figures without lineage links.
+        # is still shown, the refused figures without lineage links (those
+        # computed before the refusal keep theirs).
         logger.warning(
             "forecast lineage not computed",
             extra={"code": error.code, "reason": str(error)},
         )
-        return {"headline": {}, "rollup": {}}
     return found
 
 
