@@ -5,7 +5,7 @@ database, adds WAGGLE_BENCH_LINEAGE_EVENTS interactions over the last four
 weeks (the captured-share tile reads them), then times, as sales ops (every
 row) and as one manager (a team):
 
-* the dashboard's figures with their provenance (``dashboard_figures``: every
+* the dashboard's figures with their provenance (``dashboard_specs``: every
   tile, the stage chart and the captured share), on a first view that stores
   new provenance rows and on a repeat view that finds them unchanged;
 * the same figures by the queries the page used before lineage (amount and
@@ -42,13 +42,14 @@ from waggle.crm.pipelines import ensure_default_pipeline
 from waggle.crm.service import ACCOUNTS
 from waggle.demo.builder import build_demo_company
 from waggle.governance.chain import ensure_chain_head
+from waggle.governance.lineage import compute_figures
 from waggle.governance.lineage_models import FigureProvenance
 from waggle.identity.models import Employee, User
 from waggle.identity.service import actor_for_user
 from waggle.models import load_all_models
 from waggle.signals.models import BehaviourEvent
 from waggle.signals.service import captured_share
-from waggle.web.lineage_pages import dashboard_figures
+from waggle.web.lineage_pages import dashboard_specs
 from waggle.web.queries import count_visible, stage_totals
 
 EVENTS = int(os.environ.get("WAGGLE_BENCH_LINEAGE_EVENTS", "60000"))
@@ -118,9 +119,8 @@ def _measure(sessions: sessionmaker[Session], actor: Actor) -> None:
 
     def with_lineage(session: Session) -> None:
         pipeline = session.get_one(Pipeline, pipeline_id)
-        dashboard_figures(
-            session, actor, pipeline, with_accounts=True, capture_until=until
-        )
+        specs = dashboard_specs(pipeline, with_accounts=True, capture_until=until)
+        compute_figures(session, actor, specs, reuse=True)
 
     def without_lineage(session: Session) -> None:
         stage_totals(session, actor, pipeline_id=pipeline_id)

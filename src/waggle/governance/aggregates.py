@@ -211,7 +211,7 @@ def run_aggregate(
     """
     rules = active_policy().aggregates or AggregateRules()
     grant = _grant(rules, actor, resource)
-    scope = aggregate_scope(grant, actor)
+    scope = _scope(grant, actor)
     given = dict(filters or {})
     _check_query(resource, grant, measure, group_by, given)
     position = chain_position(session)  # before the read, as figures do
@@ -274,7 +274,7 @@ def _grant(rules: AggregateRules, actor: Actor, resource: str) -> AggregateGrant
     return grant
 
 
-def aggregate_scope(grant: AggregateGrant, actor: Actor) -> str:
+def _scope(grant: AggregateGrant, actor: Actor) -> str:
     """Return the widest row scope the actor's roles aggregate the grant over."""
     scopes = [grant.roles[role] for role in actor.roles if role in grant.roles]
     return max(scopes, key=SCOPE_ORDER.index, default="none")
@@ -429,7 +429,7 @@ def _nested_remainder_small(
     return False
 
 
-def recent_queries(
+def _recent(
     session: Session, actor: Actor, resource: str, history: int
 ) -> list[AggregateQuery]:
     """Return the actor's last ``history`` aggregate queries of ``resource``."""
@@ -455,7 +455,7 @@ def _refuse_differencing(
     k: int,
     history: int,
 ) -> None:
-    for earlier in recent_queries(session, actor, resource, history):
+    for earlier in _recent(session, actor, resource, history):
         old = [frozenset(group) for group in earlier.groups]
         if differencing_conflict(sets, old, k=k):
             raise PolicyDenied(

@@ -235,7 +235,7 @@ class Source:
         return OWNER_COLUMNS.get(self.resource, OWNER_COLUMN)
 
 
-def _source(session: Session, spec: FigureSpec) -> Source:
+def _source(session: Session, spec: FigureSpec, *, classified: bool = False) -> Source:
     policy = active_policy()
     model = model_for(spec.resource)
     if spec.resource not in policy.resources or model is None:
@@ -247,7 +247,7 @@ def _source(session: Session, spec: FigureSpec) -> Source:
     if unknown:
         raise InvalidInput(f"figure spec: {unknown} are not fields of {spec.resource}")
     catalogue = active_catalogue(session)
-    for name in spec.fields():
+    for name in () if classified else spec.fields():
         entry = catalogue.field(spec.resource, name)
         if entry is None or entry.is_classified or entry.is_personal:
             raise InvalidInput(
@@ -669,11 +669,14 @@ def compute_figures(
     authorize(session, actor, "create", RESOURCE)
     # Every spec is checked, and every resource authorised, before anything
     # is stored: a refusal leaves the transaction as it was.
+    sources: dict[str, Source] = {}
     for spec in specs.values():
         _check_spec(spec)
-        _source(session, spec)
-    for resource in sorted({spec.resource for spec in specs.values()}):
-        authorize(session, actor, "read", resource)
+        sources[spec.resource] = _source(session, spec)
+    scopes = {
+        resource: authorize(session, actor, "read", resource)
+        for resource in sorted(sources)
+    }
     position = chain_position(session)
     reads: dict[str, tuple[str, list[Row]]] = {}
     # Figures reading the same records and fields (a sum and its weighted
@@ -684,7 +687,9 @@ def compute_figures(
         key = _read_key(spec)
         if key not in reads:
             sharing = [other for other in specs.values() if _read_key(other) == key]
-            reads[key] = _read(session, actor, spec, sharing)
+            source, scope = sources[spec.resource], scopes[spec.resource]
+            rows = _read(session, actor, source, scope, spec.filters, sharing)
+            reads[key] = (scope, rows)
         scope, wide = reads[key]
         fields = spec.fields()
         if (key, fields) not in narrowed:
@@ -719,20 +724,63 @@ def compute_figures(
     return figures
 
 
+def figure_values(
+    session: Session, actor: Actor, specs: Mapping[str, FigureSpec]
+) -> dict[str, Any]:
+    """Return each figure's value as :func:`compute_figures` does, storing nothing.
+
+    For a page whose figures lineage cannot take (a field they use was
+    classified, and classified values never enter the edit history replay
+    needs): the same queries, row filters and audit rows, without
+    provenance.
+
+    Raises:
+        PolicyDenied: the actor may not read a resource.
+        InvalidInput: a spec is malformed.
+    """
+    scopes: dict[str, str] = {}
+    reads: dict[str, list[Row]] = {}
+    values: dict[str, Any] = {}
+    for name, spec in specs.items():
+        _check_spec(spec)
+        source = _source(session, spec, classified=True)
+        if spec.resource not in scopes:
+            scopes[spec.resource] = authorize(session, actor, "read", spec.resource)
+        key = _read_key(spec)
+        if key not in reads:
+            sharing = [other for other in specs.values() if _read_key(other) == key]
+            reads[key] = _read(
+                session, actor, source, scopes[spec.resource], spec.filters, sharing
+            )
+        values[name] = evaluate(spec, reads[key])
+        record_audit(
+            session,
+            actor,
+            action="read",
+            resource=spec.resource,
+            detail=f"aggregate: figure {name} over {len(reads[key])} records "
+            "(no lineage)",
+        )
+    return values
+
+
 def _read_key(spec: FigureSpec) -> str:
     return canonical_sha256([spec.resource, spec.filters])
 
 
 def _read(
-    session: Session, actor: Actor, spec: FigureSpec, sharing: Sequence[FigureSpec]
-) -> tuple[str, list[Row]]:
-    source = _source(session, spec)
-    scope = authorize(session, actor, "read", spec.resource)
+    session: Session,
+    actor: Actor,
+    source: Source,
+    scope: str,
+    filters: Mapping[str, Any],
+    sharing: Sequence[FigureSpec],
+) -> list[Row]:
     condition = and_(
-        _visible(session, actor, source, scope), _condition(source, spec.filters)
+        _visible(session, actor, source, scope), _condition(source, filters)
     )
     names = tuple(sorted({n for shared in sharing for n in shared.fields()}))
-    return scope, _fetch(session, source, names, condition)
+    return _fetch(session, source, names, condition)
 
 
 @dataclass(frozen=True)
@@ -1337,6 +1385,7 @@ __all__ = [
     "compute_figures",
     "drill_down",
     "evaluate",
+    "figure_values",
     "get_figure",
     "later_edits",
     "model_for",

@@ -309,7 +309,7 @@ def _won_amounts(
     starts_on: dt.date,
     ends_on: dt.date,
 ) -> dict[int | None, Decimal]:
-    start, end = _instants(starts_on, ends_on)
+    start, end = period_instants(starts_on, ends_on)
     rows = session.execute(
         select(Opportunity.owner_id, Opportunity.amount).where(
             visible,
@@ -324,7 +324,10 @@ def _won_amounts(
     return dict(totals)
 
 
-def _instants(starts_on: dt.date, ends_on: dt.date) -> tuple[dt.datetime, dt.datetime]:
+def period_instants(
+    starts_on: dt.date, ends_on: dt.date
+) -> tuple[dt.datetime, dt.datetime]:
+    """Return a period's first instant and the next period's (UTC)."""
     start = dt.datetime.combine(starts_on, dt.time(), tzinfo=dt.UTC)
     end = dt.datetime.combine(ends_on + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
     return start, end
@@ -507,7 +510,7 @@ def _replay(
     first_stages: dict[int, int],
 ) -> BacktestPeriod:
     starts_on, ends_on = period_bounds(period)
-    start, _end = _instants(starts_on, ends_on)
+    start, _end = period_instants(starts_on, ends_on)
     known = list(
         session.scalars(
             select(Opportunity).where(

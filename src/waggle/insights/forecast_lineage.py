@@ -42,7 +42,7 @@ from waggle.core.actor import Actor
 from waggle.crm.models import ForecastCategory, OpportunityStatus, PipelineStage
 from waggle.governance.lineage import FigureSpec, compute_figures
 from waggle.governance.lineage_models import FigureProvenance
-from waggle.insights.forecast import OPEN_CATEGORIES, Forecast
+from waggle.insights.forecast import OPEN_CATEGORIES, Forecast, period_instants
 
 OPPORTUNITIES = "opportunities"
 QUOTAS = "quotas"
@@ -188,8 +188,7 @@ def _grouped_matches(
 
 
 def _period_instants(starts_on: dt.date, ends_on: dt.date) -> dict[str, str]:
-    start = dt.datetime.combine(starts_on, dt.time(), tzinfo=dt.UTC)
-    end = dt.datetime.combine(ends_on + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    start, end = period_instants(starts_on, ends_on)
     return {"from": start.isoformat(), "before": end.isoformat()}
 
 

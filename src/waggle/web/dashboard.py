@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -16,22 +17,19 @@ from starlette.responses import HTMLResponse
 from waggle.apikit import SessionDep
 from waggle.core.clock import now
 from waggle.core.errors import InvalidInput
-from waggle.crm.models import Pipeline, PipelineStage
+from waggle.crm.models import Pipeline
 from waggle.crm.service import ACCOUNTS, OPPORTUNITIES
-from waggle.governance.lineage_models import FigureProvenance
+from waggle.governance.lineage import compute_figures, figure_values
 from waggle.governance.records import list_records
 from waggle.identity.orgchart import EMPLOYEES
 from waggle.signals.ingest import RESOURCE as EVENTS
-from waggle.signals.service import captured_share
 from waggle.web.context import PageContext, PageDep
-from waggle.web.lineage_pages import CAPTURE_WINDOW, dashboard_figures
+from waggle.web.lineage_pages import dashboard_specs
 from waggle.web.queries import (
     StageTotal,
-    count_visible,
     names_by_id,
     readable_pipelines,
     stage_index,
-    stage_totals,
 )
 
 logger = logging.getLogger(__name__)
@@ -110,88 +108,34 @@ def _headline(page: PageContext, session: Session, pipeline: Pipeline) -> Headli
     """Compute the headline figures with their provenance (lineage).
 
     Lineage takes unclassified fields only: when a data owner classifies one
-    the figures use (say, the amount), they are computed as before lineage,
-    without links, rather than failing the page.
+    the figures use (say, the amount), the same queries give the values,
+    without provenance and so without links, rather than failing the page.
     """
-    with_accounts = page.may("read", "accounts")
-    capture_until = _capture_until() if page.may("read", EVENTS) else None
+    specs = dashboard_specs(
+        pipeline,
+        with_accounts=page.may("read", "accounts"),
+        capture_until=_capture_until() if page.may("read", EVENTS) else None,
+    )
     try:  # a refused spec stores nothing (see compute_figures)
-        computed = dashboard_figures(
-            session,
-            page.actor,
-            pipeline,
-            with_accounts=with_accounts,
-            capture_until=capture_until,
-        )
+        computed = compute_figures(session, page.actor, specs, reuse=True)
     except InvalidInput as error:
         logger.warning(
             "dashboard lineage not computed",
             extra={"code": error.code, "reason": str(error)},
         )
-        return _headline_without_lineage(
-            page, session, pipeline, with_accounts, capture_until
-        )
+        return _headline_of(figure_values(session, page.actor, specs), lineage={})
+    values = {name: figure.value for name, figure in computed.items()}
+    lineage = {name: figure.id for name, figure in computed.items()}
+    return _headline_of(values, lineage=lineage)
+
+
+def _headline_of(values: Mapping[str, Any], *, lineage: dict[str, int]) -> Headline:
     return Headline(
-        figures=_figures(computed),
-        stage_totals=_stage_totals(computed),
-        account_count=(
-            int(computed["accounts"].value) if "accounts" in computed else None
-        ),
-        captured_percent=_percent(computed.get("captured_share")),
-        lineage={name: figure.id for name, figure in computed.items()},
-    )
-
-
-def _headline_without_lineage(
-    page: PageContext,
-    session: Session,
-    pipeline: Pipeline,
-    with_accounts: bool,
-    capture_until: dt.datetime | None,
-) -> Headline:
-    totals = stage_totals(session, page.actor, pipeline_id=pipeline.id)
-    zero = StageTotal(count=0, amount=Decimal("0.00"))
-
-    def total(stages: list[PipelineStage]) -> StageTotal:
-        found = [totals.get(stage.id, zero) for stage in stages]
-        return StageTotal(
-            count=sum(t.count for t in found),
-            amount=sum((t.amount for t in found), Decimal("0.00")),
-        )
-
-    open_stages = [s for s in pipeline.stages if not (s.is_won or s.is_lost)]
-    weighted = sum(
-        (totals.get(s.id, zero).amount * s.probability / 100 for s in open_stages),
-        Decimal("0.00"),
-    )
-    opened = total(open_stages)
-    won = total([s for s in pipeline.stages if s.is_won])
-    figures = Figures(
-        open_count=opened.count,
-        open_amount=opened.amount,
-        weighted_amount=weighted.quantize(Decimal("0.01")),
-        won_count=won.count,
-        won_amount=won.amount,
-        lost_count=total([s for s in pipeline.stages if s.is_lost]).count,
-    )
-    share = (
-        captured_share(
-            session,
-            page.actor,
-            since=capture_until - CAPTURE_WINDOW,
-            until=capture_until,
-        )
-        if capture_until is not None
-        else None
-    )
-    return Headline(
-        figures=figures,
-        stage_totals=totals,
-        account_count=(
-            count_visible(session, page.actor, ACCOUNTS) if with_accounts else None
-        ),
-        captured_percent=None if share is None else round(100 * share),
-        lineage={},
+        figures=_figures(values),
+        stage_totals=_stage_totals(values),
+        account_count=int(values["accounts"]) if "accounts" in values else None,
+        captured_percent=_percent(values.get("captured_share")),
+        lineage=lineage,
     )
 
 
@@ -204,36 +148,33 @@ def _capture_until() -> dt.datetime:
     return now().replace(minute=0, second=0, microsecond=0)
 
 
-def _percent(figure: FigureProvenance | None) -> int | None:
-    if figure is None or figure.value is None:
-        return None
-    return int(figure.value)
+def _percent(value: str | None) -> int | None:
+    return None if value is None else int(value)
 
 
-def _figures(computed: dict[str, FigureProvenance]) -> Figures:
+def _figures(values: Mapping[str, Any]) -> Figures:
     return Figures(
-        open_count=int(computed["open_count"].value),
-        open_amount=Decimal(computed["open_amount"].value),
-        weighted_amount=Decimal(computed["weighted_amount"].value),
-        won_count=int(computed["won_count"].value),
-        won_amount=Decimal(computed["won_amount"].value),
-        lost_count=int(computed["lost_count"].value),
+        open_count=int(values["open_count"]),
+        open_amount=Decimal(values["open_amount"]),
+        weighted_amount=Decimal(values["weighted_amount"]),
+        won_count=int(values["won_count"]),
+        won_amount=Decimal(values["won_amount"]),
+        lost_count=int(values["lost_count"]),
     )
 
 
-def _stage_totals(computed: dict[str, FigureProvenance]) -> dict[int, StageTotal]:
+def _stage_totals(values: Mapping[str, Any]) -> dict[int, StageTotal]:
     """Return count and amount per open stage from the grouped figures."""
-    amounts = _by_stage(computed["stage_amounts"])
-    counts = _by_stage(computed["stage_counts"])
+    amounts = _by_stage(values["stage_amounts"])
     return {
         stage_id: StageTotal(count=int(count), amount=Decimal(amounts[stage_id]))
-        for stage_id, count in counts.items()
+        for stage_id, count in _by_stage(values["stage_counts"]).items()
     }
 
 
-def _by_stage(figure: FigureProvenance) -> dict[int, str]:
+def _by_stage(grouped: Mapping[str, str]) -> dict[int, str]:
     # A grouped figure's keys are the JSON lists of the group's values.
-    return {int(json.loads(key)[0]): value for key, value in figure.value.items()}
+    return {int(json.loads(key)[0]): value for key, value in grouped.items()}
 
 
 def _chart(

@@ -3,8 +3,9 @@
 ``GET /lineage/{id}`` shows a figure, its provenance, the source records the
 viewer may read (masked as the policy masks them) with their fields' edit
 history, and a replay button; ``POST /lineage/{id}/replay`` returns the
-replay's result as an HTMX fragment. :func:`dashboard_figures` computes the
-dashboard's headline figures with provenance, so each links here.
+replay's result as an HTMX fragment. :func:`dashboard_specs` states the
+dashboard's headline figures, which the dashboard computes with their
+provenance so that each links here.
 """
 
 from __future__ import annotations
@@ -18,20 +19,17 @@ from sqlalchemy.orm import Session
 from starlette.responses import HTMLResponse
 
 from waggle.apikit import SessionDep
-from waggle.core.actor import Actor
 from waggle.core.errors import WaggleError
 from waggle.crm.models import Pipeline
 from waggle.governance.lineage import (
     DrillDown,
     FigureSpec,
     check_provenance,
-    compute_figures,
     drill_down,
     replay_figure,
     spec_for_viewer,
     value_visible,
 )
-from waggle.governance.lineage_models import FigureProvenance
 from waggle.signals.service import INTERACTION_TYPES
 from waggle.web.context import (
     FormPageDep,
@@ -105,29 +103,21 @@ def shown_value(value: Any) -> str:
     return str(value)
 
 
-def dashboard_figures(
-    session: Session,
-    actor: Actor,
-    pipeline: Pipeline,
-    *,
-    with_accounts: bool,
-    capture_until: dt.datetime | None = None,
-) -> dict[str, FigureProvenance]:
-    """Compute the dashboard's headline figures of ``pipeline`` with provenance.
+def dashboard_specs(
+    pipeline: Pipeline, *, with_accounts: bool, capture_until: dt.datetime | None
+) -> dict[str, FigureSpec]:
+    """Return the specs of the dashboard's headline figures of ``pipeline``.
 
     With ``capture_until`` the share of interactions captured automatically
     in the :data:`CAPTURE_WINDOW` before it is one of them
     (``captured_share``, in whole percent).
-
-    Raises:
-        PolicyDenied: the actor may not read the records or create lineage.
     """
     specs = _dashboard_specs(pipeline)
     if with_accounts:
         specs["accounts"] = FigureSpec(resource=ACCOUNTS, measure="count")
     if capture_until is not None:
         specs["captured_share"] = captured_share_spec(capture_until)
-    return compute_figures(session, actor, specs, reuse=True)
+    return specs
 
 
 def captured_share_spec(until: dt.datetime) -> FigureSpec:
